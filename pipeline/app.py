@@ -1,0 +1,60 @@
+"""The application object every command starts from: settings, engines, the writer lock."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+
+from sqlalchemy import Engine
+
+from pipeline.config import Settings, load_settings
+from pipeline.runlog import fail_stale_runs, writer_lock
+from storage import migrate
+from storage.db import make_engine, sqlite_file
+
+
+class App:
+    """Settings plus lazily created engines. Creating an ``App`` touches no file or network."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+
+    @classmethod
+    def from_config(cls, path: str | os.PathLike[str] | None = None) -> App:
+        return cls(load_settings(path))
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings.database.url)
+
+    @cached_property
+    def readonly_engine(self) -> Engine:
+        self.prepare_for_reading()
+        return make_engine(self.settings.database.url, readonly=True)
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Hold the writer lock with the schema migrated and interrupted runs closed."""
+        with writer_lock(self.settings.lock_path):
+            migrate.upgrade(self.engine)
+            fail_stale_runs(self.engine)
+            yield
+
+    def prepare_for_reading(self) -> None:
+        """Make sure readers find the current schema: create or migrate the database first.
+
+        Migrating needs the writer lock; when a writer holds it, the writer has migrated already.
+        """
+        db_file = sqlite_file(self.settings.database.url)
+        missing = db_file is not None and not db_file.exists()
+        if missing or migrate.pending(self.engine):
+            with self.writing():
+                pass
+
+    def close(self) -> None:
+        for name in ("engine", "readonly_engine"):
+            engine = self.__dict__.pop(name, None)
+            if engine is not None:
+                engine.dispose()

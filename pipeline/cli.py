@@ -1,0 +1,207 @@
+"""The ``trends`` command line: a thin shell over the library.
+
+Every command calls library functions and lets :class:`TrendsError` subclasses through; the
+group turns them into one ``Error: …`` line on stderr and the documented exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pipeline import reports
+from pipeline.app import App
+from pipeline.errors import EXIT_FAILED, TrendsError
+from pipeline.output import FILE_FORMATS, FORMATS, write_rows
+from pipeline.readonly import readonly_query
+from storage import migrate
+
+log = logging.getLogger("pipeline")
+
+
+class TrendsGroup(click.Group):
+    """A Click group that reports library errors as one clean line with their exit code."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except TrendsError as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(error.exit_code)
+        except FileNotFoundError as error:
+            click.echo(f"Error: {error}", err=True)
+            ctx.exit(EXIT_FAILED)
+
+
+def _configure_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("urllib3", "alembic", "matplotlib", "filelock"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get_app(ctx: click.Context) -> App:
+    """Load the configuration the first time a command needs it (so --help never reads it)."""
+    root = ctx.find_root()
+    if "app" not in root.meta:
+        root.meta["app"] = App.from_config(root.params.get("config_path"))
+        ctx.call_on_close(root.meta["app"].close)
+    return root.meta["app"]
+
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+
+
+@click.group(cls=TrendsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="TRENDS_CONFIG",
+    help="Configuration file (default: the packaged config/trends.toml). Env: TRENDS_CONFIG.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log debug details.")
+@click.version_option(package_name="framework-trends")
+def main(config_path: str | None, verbose: bool) -> None:
+    """Measure deep-learning framework popularity from Google Trends and Papers with Code.
+
+    Exit codes: 0 success; 1 a source or step failed (what succeeded is kept); 2 usage or
+    configuration error; 75 another run holds the writer lock (nothing done).
+    """
+    _configure_logging(verbose)
+
+
+@main.command()
+@click.argument("query")
+@format_option
+@click.pass_context
+def sql(ctx: click.Context, query: str, fmt: str) -> None:
+    """Run one read-only SQL QUERY on the database and print the rows.
+
+    Writes, DDL, ATTACH and writing PRAGMAs are refused (exit 2) and change nothing.
+    """
+    app = get_app(ctx)
+    with readonly_query(app.readonly_engine, query) as result:
+        write_rows(fmt, result.columns, result.rows, sys.stdout)
+
+
+@main.command()
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@format_option
+@click.pass_context
+def runs(ctx: click.Context, limit: int, fmt: str) -> None:
+    """Show the run log, newest first."""
+    app = get_app(ctx)
+    app.prepare_for_reading()
+    columns, rows = reports.recent_runs(app.engine, limit)
+    write_rows(fmt, columns, rows, sys.stdout)
+
+
+@main.command()
+@format_option
+@click.pass_context
+def status(ctx: click.Context, fmt: str) -> None:
+    """Show, per source, the last success, the last failure and the rows it produced."""
+    app = get_app(ctx)
+    app.prepare_for_reading()
+    statuses = reports.source_status(app.engine, list(reports.SHARE_SOURCE_OF))
+    columns = [
+        "source",
+        "last_success",
+        "last_failure",
+        "last_error",
+        "share_rows",
+        "latest_period",
+    ]
+    rows = [tuple(getattr(s, c) for c in columns) for s in statuses]
+    write_rows(fmt, columns, rows, sys.stdout)
+
+
+@main.command()
+@click.option("--source", help="Only this source (gtrends, pwc, pwc-api, …).")
+@click.option("--granularity", type=click.Choice(reports.GRANULARITIES), help="Only this period.")
+@click.option("--start", help="First period_start to show (YYYY-MM-DD).")
+@click.option("--end", help="Last period_start to show (YYYY-MM-DD).")
+@click.option("--latest", is_flag=True, help="Only the most recent period of each series.")
+@format_option
+@click.pass_context
+def shares(
+    ctx: click.Context,
+    source: str | None,
+    granularity: str | None,
+    start: str | None,
+    end: str | None,
+    latest: bool,
+    fmt: str,
+) -> None:
+    """Print each framework's share over time from framework_share.
+
+    The table format shows one table per source, variant and granularity with shares in
+    percent; csv and json give the long rows with value and share (0..1).
+    """
+    app = get_app(ctx)
+    app.prepare_for_reading()
+    columns, rows = reports.read_shares(
+        app.engine,
+        source=source,
+        granularity=granularity,
+        start=reports.parse_date(start, "--start"),
+        end=reports.parse_date(end, "--end"),
+        latest=latest,
+    )
+    if fmt != "table":
+        write_rows(fmt, columns, rows, sys.stdout)
+        return
+    if not rows:
+        click.echo("No shares stored yet for this selection.", err=True)
+        return
+    tables = reports.pivot_shares(rows, list(app.settings.frameworks))
+    for (group_source, variant, group_granularity), (head, body) in tables.items():
+        click.echo(f"\n{group_source} / {variant} / {group_granularity}")
+        write_rows("table", head, body, sys.stdout)
+
+
+@main.command()
+@click.option("--table", help="A table or view to export.")
+@click.option("--query", help="A read-only SQL query to export.")
+@click.option("--format", "fmt", type=click.Choice(FILE_FORMATS), required=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.pass_context
+def export(
+    ctx: click.Context, table: str | None, query: str | None, fmt: str, output: Path
+) -> None:
+    """Write a table, view or query result to a CSV, Parquet or JSON file."""
+    app = get_app(ctx)
+    count = reports.export(app.readonly_engine, fmt, output, table=table, query=query)
+    click.echo(f"wrote {count} rows to {output}", err=True)
+
+
+@main.group()
+def db() -> None:
+    """Database maintenance."""
+
+
+@db.command("upgrade")
+@click.pass_context
+def db_upgrade(ctx: click.Context) -> None:
+    """Apply pending schema migrations (other commands apply them too)."""
+    app = get_app(ctx)
+    with app.writing():
+        pass
+    with app.engine.connect() as connection:
+        revision = migrate.current_revision(connection)
+    click.echo(f"database at revision {revision}")

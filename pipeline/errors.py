@@ -1,0 +1,43 @@
+"""Errors the CLI turns into one ``Error: …`` line, each with its documented exit code."""
+
+from __future__ import annotations
+
+# Exit codes of every command (README, "Exit codes").
+EXIT_OK = 0
+EXIT_FAILED = 1  # a source or step failed; what succeeded is kept
+EXIT_USAGE = 2  # usage or configuration error; nothing written
+EXIT_LOCKED = 75  # another run holds the writer lock; nothing done (EX_TEMPFAIL)
+
+
+class TrendsError(Exception):
+    """Base of the errors users see as one line; ``exit_code`` says how the command ends."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(TrendsError):
+    """The command was asked for something it cannot do (bad option value, refused SQL)."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConfigError(UsageError):
+    """The configuration file or an environment override is invalid."""
+
+    def __init__(self, origin: str, key: str, problem: str):
+        super().__init__(f"{origin}: {key}: {problem}")
+        self.origin = origin
+        self.key = key
+        self.problem = problem
+
+
+class LockHeld(TrendsError):
+    """Another writer (cron, scheduler, backfill) is running."""
+
+    exit_code = EXIT_LOCKED
+
+
+class StepFailed(TrendsError):
+    """One or more sources failed or stopped early; what succeeded is kept."""
+
+    exit_code = EXIT_FAILED

@@ -1,0 +1,118 @@
+"""Read-only SQL for ``trends sql`` and ``trends export --query``.
+
+SQLite: the file is opened with ``mode=ro`` and ``query_only``, and an authorizer allows only
+reads, so writes, DDL, ATTACH, extension loading and writing PRAGMAs are refused before they run.
+PostgreSQL: the statement runs in a ``READ ONLY`` transaction that is always rolled back.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
+
+from pipeline.errors import UsageError
+
+READ_ACTIONS = {
+    sqlite3.SQLITE_SELECT,
+    sqlite3.SQLITE_READ,
+    sqlite3.SQLITE_FUNCTION,
+    sqlite3.SQLITE_RECURSIVE,
+}
+# PRAGMAs that only read, even when given an argument such as a table name.
+READ_PRAGMAS_WITH_ARGUMENT = {
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_list",
+    "index_info",
+    "index_xinfo",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+}
+# PRAGMAs that act even without an argument.
+ACTING_PRAGMAS = {"optimize", "wal_checkpoint", "shrink_memory", "incremental_vacuum"}
+FORBIDDEN_FUNCTIONS = {"load_extension"}
+
+
+def _authorize(action: int, arg1: str | None, arg2: str | None, *_: Any) -> int:
+    if action == sqlite3.SQLITE_FUNCTION:
+        return (
+            sqlite3.SQLITE_DENY
+            if (arg2 or "").lower() in FORBIDDEN_FUNCTIONS
+            else sqlite3.SQLITE_OK
+        )
+    if action in READ_ACTIONS:
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_PRAGMA:
+        name = (arg1 or "").lower()
+        if arg2 is None and name not in ACTING_PRAGMAS:
+            return sqlite3.SQLITE_OK
+        if name in READ_PRAGMAS_WITH_ARGUMENT:
+            return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
+@dataclass
+class QueryResult:
+    columns: list[str]
+    rows: Iterator[tuple[Any, ...]]
+
+
+def _refusal(error: Exception) -> UsageError:
+    message = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+    if "not authorized" in message or "read-only" in message or "readonly" in message:
+        message = f"only read-only queries are allowed ({message})"
+    return UsageError(f"query refused: {message}")
+
+
+@contextmanager
+def readonly_query(
+    engine: Engine, sql: str, params: dict[str, Any] | None = None, *, chunk: int = 10_000
+) -> Iterator[QueryResult]:
+    """Run one read-only statement; rows stream while the context is open."""
+    connection = engine.raw_connection()
+    try:
+        driver = connection.driver_connection
+        is_sqlite = isinstance(driver, sqlite3.Connection)
+        if is_sqlite:
+            driver.set_authorizer(_authorize)
+        cursor = connection.cursor()
+        try:
+            if not is_sqlite:
+                cursor.execute("SET TRANSACTION READ ONLY")
+            if params:
+                cursor.execute(sql, params)
+            else:
+                cursor.execute(sql)
+        except (sqlite3.Error, DBAPIError) as error:
+            raise _refusal(error) from None
+        except Exception as error:  # driver-specific errors (psycopg) share no base class here
+            if type(error).__module__.startswith(("psycopg", "sqlite3")):
+                raise _refusal(error) from None
+            raise
+        if cursor.description is None:
+            raise UsageError(
+                "query refused: the statement returns no rows (only SELECT is allowed)"
+            )
+        columns = [column[0] for column in cursor.description]
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            while batch := cursor.fetchmany(chunk):
+                yield from (tuple(row) for row in batch)
+
+        yield QueryResult(columns, rows())
+    finally:
+        try:
+            connection.rollback()
+        finally:
+            if isinstance(connection.driver_connection, sqlite3.Connection):
+                connection.driver_connection.set_authorizer(None)
+            connection.close()

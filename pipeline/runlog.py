@@ -1,0 +1,118 @@
+"""The writer lock and the ``runs`` table.
+
+Every writing command takes one lock (a file lock; cron, the scheduler and backfills share it)
+and records a ``runs`` row: ``running`` at the start, then ``ok``, ``partial`` or ``failed``.
+Because only the lock holder writes, a ``running`` row found by a new lock holder belongs to a
+process that died: it is marked ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from filelock import FileLock, Timeout
+from sqlalchemy import Engine, insert, update
+
+from pipeline.errors import LockHeld
+from storage.models import Run
+
+log = logging.getLogger(__name__)
+
+STALE_RUN_ERROR = "the process ended before the run finished (killed or crashed)"
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@contextmanager
+def writer_lock(path: Path) -> Iterator[None]:
+    """Hold the writer lock, or raise :class:`LockHeld` at once if another process has it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise LockHeld(f"another run holds the writer lock {path}; nothing done") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def fail_stale_runs(engine: Engine) -> int:
+    """Mark runs left ``running`` by a dead process as failed. Call only under the lock."""
+    with engine.begin() as connection:
+        result = connection.execute(
+            update(Run)
+            .where(Run.status == "running")
+            .values(status="failed", finished_at=utc_now(), error=STALE_RUN_ERROR)
+        )
+    if result.rowcount:
+        log.warning("marked %d interrupted run(s) as failed", result.rowcount)
+    return result.rowcount
+
+
+@dataclass
+class RunRecord:
+    """A run in progress; collectors add to ``requests`` and ``rows`` as they commit work."""
+
+    id: int
+    command: str
+    source: str | None
+    requests: int = 0
+    rows: int = 0
+    status: str = "ok"
+    error: str | None = None
+
+    def partial(self, message: str) -> None:
+        self.status, self.error = "partial", message
+
+    def failed(self, message: str) -> None:
+        self.status, self.error = "failed", message
+
+
+def start_run(engine: Engine, command: str, source: str | None = None) -> RunRecord:
+    with engine.begin() as connection:
+        run_id = connection.execute(
+            insert(Run)
+            .values(command=command, source=source, status="running", started_at=utc_now())
+            .returning(Run.id)
+        ).scalar_one()
+    return RunRecord(id=run_id, command=command, source=source)
+
+
+def finish_run(engine: Engine, run: RunRecord) -> None:
+    with engine.begin() as connection:
+        connection.execute(
+            update(Run)
+            .where(Run.id == run.id)
+            .values(
+                status=run.status,
+                finished_at=utc_now(),
+                requests=run.requests,
+                rows=run.rows,
+                error=run.error,
+            )
+        )
+
+
+@contextmanager
+def recorded_run(engine: Engine, command: str, source: str | None = None) -> Iterator[RunRecord]:
+    """Record a run around a block; an exception marks it failed (and propagates)."""
+    run = start_run(engine, command, source)
+    try:
+        yield run
+    except BaseException as error:
+        message = str(error) or type(error).__name__
+        if isinstance(error, KeyboardInterrupt | SystemExit):
+            message = "interrupted"
+        run.failed(message)
+        raise
+    finally:
+        finish_run(engine, run)

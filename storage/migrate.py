@@ -1,0 +1,42 @@
+"""Schema migrations (Alembic), applied by ``trends db upgrade`` and before every command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def alembic_config(connection: Connection | None = None) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+
+
+def current_revision(connection: Connection) -> str | None:
+    return MigrationContext.configure(connection).get_current_revision()
+
+
+def pending(engine: Engine) -> bool:
+    with engine.connect() as connection:
+        return current_revision(connection) != head_revision()
+
+
+def upgrade(engine: Engine) -> tuple[str | None, str]:
+    """Apply pending migrations in one transaction; returns (revision before, revision after)."""
+    with engine.begin() as connection:
+        before = current_revision(connection)
+        if before != head_revision():
+            command.upgrade(alembic_config(connection), "head")
+        return before, head_revision()

@@ -1,0 +1,106 @@
+"""The writer lock between processes, and the run log (including runs left by a killed process)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from pipeline.app import App
+from pipeline.errors import LockHeld
+from pipeline.runlog import STALE_RUN_ERROR, recorded_run, start_run, writer_lock
+from storage.models import Run
+from tests.conftest import run_cli
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from pipeline.runlog import writer_lock
+with writer_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+@pytest.fixture
+def lock_holder(app: App):
+    """Another process holding the writer lock of ``app``'s database."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(app.settings.lock_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None and process.stdout.readline().strip() == "locked"
+    yield process
+    process.kill()
+    process.wait()
+
+
+def test_second_writer_exits_75_at_once_and_does_nothing(
+    app: App, config_file: Path, lock_holder
+) -> None:
+    started = time.monotonic()
+    result = run_cli(config_file, "db", "upgrade")
+    assert result.exit_code == 75
+    assert result.stderr.startswith("Error: another run holds the writer lock")
+    assert time.monotonic() - started < 5
+    assert not Path(app.settings.database.url.removeprefix("sqlite:///")).exists()
+
+
+def test_lock_is_free_again_after_the_holder_dies(app: App, lock_holder) -> None:
+    with pytest.raises(LockHeld), writer_lock(app.settings.lock_path):
+        pass
+    lock_holder.kill()
+    lock_holder.wait()
+    with writer_lock(app.settings.lock_path):
+        pass
+
+
+def test_lock_file_sits_beside_the_sqlite_database(app: App, tmp_path: Path) -> None:
+    assert app.settings.lock_path == tmp_path / "trends.db.lock"
+
+
+def test_recorded_run_ends_ok_or_failed_with_the_error(app: App) -> None:
+    with app.writing():
+        with recorded_run(app.engine, "collect", "gtrends") as run:
+            run.requests, run.rows = 3, 7
+        with pytest.raises(ValueError), recorded_run(app.engine, "collect", "pwc-api"):
+            raise ValueError("bad payload")
+    with app.engine.connect() as connection:
+        rows = connection.execute(
+            select(
+                Run.status, Run.requests, Run.rows, Run.error, Run.started_at, Run.finished_at
+            ).order_by(Run.id)
+        ).all()
+    assert [(r.status, r.requests, r.rows, r.error) for r in rows] == [
+        ("ok", 3, 7, None),
+        ("failed", 0, 0, "bad payload"),
+    ]
+    assert all(r.finished_at and r.finished_at >= r.started_at for r in rows)
+
+
+def test_run_left_running_by_a_killed_process_is_failed_by_the_next_run(app: App) -> None:
+    with app.writing():
+        orphan = start_run(app.engine, "backfill", "gtrends")  # never finished: "killed"
+    with app.writing():
+        pass
+    with app.engine.connect() as connection:
+        run = connection.execute(select(Run.status, Run.error).where(Run.id == orphan.id)).one()
+    assert run.status == "failed"
+    assert run.error == STALE_RUN_ERROR
+
+
+def test_runs_command_lists_newest_first(app: App, config_file: Path) -> None:
+    with app.writing():
+        for source in ("gtrends", "pwc-api"):
+            with recorded_run(app.engine, "collect", source):
+                pass
+    result = run_cli(config_file, "runs", "--format", "csv", "--limit", "1")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert lines[0].startswith("id,command,source,status")
+    assert len(lines) == 2 and ",pwc-api,ok," in lines[1]

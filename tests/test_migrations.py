@@ -1,0 +1,122 @@
+"""Migrations: a fresh database reaches head, an existing one is left alone, models match."""
+
+from __future__ import annotations
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import inspect, text
+
+from pipeline.app import App
+from pipeline.config import load_settings
+from storage import migrate
+from storage.db import make_engine
+from storage.models import Base
+from tests.conftest import run_cli, write_config
+
+PUBLIC_COLUMNS = {
+    "framework_share": [
+        "id",
+        "source",
+        "variant",
+        "granularity",
+        "period_start",
+        "framework",
+        "value",
+        "share",
+    ],
+    "gtrends_series": [
+        "id",
+        "framework",
+        "geo",
+        "category",
+        "property",
+        "resolution",
+        "period_start",
+        "value",
+        "observations",
+    ],
+    "runs": [
+        "id",
+        "command",
+        "source",
+        "status",
+        "started_at",
+        "finished_at",
+        "requests",
+        "rows",
+        "error",
+    ],
+}
+
+
+def test_fresh_database_is_migrated_to_head_with_the_public_schema(database_url: str) -> None:
+    engine = make_engine(database_url)
+    before, after = migrate.upgrade(engine)
+    assert before is None
+    assert after == migrate.head_revision()
+    inspector = inspect(engine)
+    for table, columns in PUBLIC_COLUMNS.items():
+        assert [c["name"] for c in inspector.get_columns(table)] == columns
+    raw = {c["name"] for c in inspector.get_columns("raw_responses")}
+    assert {"run_id", "url", "params", "status", "fetched_at", "body"} <= raw
+    engine.dispose()
+
+
+def test_models_and_migrations_agree(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": True})
+        assert compare_metadata(context, Base.metadata) == []
+    engine.dispose()
+
+
+def test_existing_database_keeps_its_rows_and_upgrade_is_idempotent(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO runs (command, status, started_at, requests, rows) "
+                "VALUES ('collect', 'ok', '2026-01-01T00:00:00Z', 1, 2)"
+            )
+        )
+    assert migrate.upgrade(engine) == (migrate.head_revision(), migrate.head_revision())
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
+    engine.dispose()
+
+
+def test_db_upgrade_command_on_fresh_and_existing_database(tmp_path, sqlite_url) -> None:
+    config = write_config(tmp_path / "c.toml", sqlite_url)
+    first = run_cli(config, "db", "upgrade")
+    second = run_cli(config, "db", "upgrade")
+    assert first.exit_code == second.exit_code == 0
+    assert f"revision {migrate.head_revision()}" in second.stdout
+
+
+def test_other_commands_apply_pending_migrations_themselves(config_file) -> None:
+    assert run_cli(config_file, "runs").exit_code == 0
+    app = App(load_settings(config_file))
+    assert not migrate.pending(app.engine)
+    app.close()
+
+
+def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
+
+
+def test_sqlite_ddl_is_transactional(sqlite_url: str) -> None:
+    """The pysqlite fix: DDL inside a rolled-back transaction leaves no table behind."""
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        transaction = connection.begin()
+        connection.exec_driver_sql("CREATE TABLE scratch (x INTEGER)")
+        transaction.rollback()
+    assert "scratch" not in inspect(engine).get_table_names()
+    engine.dispose()

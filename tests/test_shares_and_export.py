@@ -1,0 +1,133 @@
+"""`trends shares` and `trends export` over whatever framework_share holds."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.app import App
+from storage.models import FrameworkShare
+from storage.upsert import upsert
+from tests.conftest import run_cli
+
+KEY = ["source", "variant", "granularity", "period_start", "framework"]
+
+
+def share(source: str, period: str, framework: str, value: float, total: float) -> dict:
+    return {
+        "source": source,
+        "variant": "all",
+        "granularity": "quarter",
+        "period_start": period,
+        "framework": framework,
+        "value": value,
+        "share": value / total,
+    }
+
+
+ROWS = [
+    share("pwc", "2024-01-01", "pytorch", 60, 100),
+    share("pwc", "2024-01-01", "tensorflow", 30, 100),
+    share("pwc", "2024-01-01", "other", 10, 100),
+    share("pwc", "2024-04-01", "pytorch", 70, 100),
+    share("pwc", "2024-04-01", "tensorflow", 20, 100),
+    share("pwc", "2024-04-01", "other", 10, 100),
+    share("pwc-api", "2025-07-01", "pytorch", 5, 10),
+    share("pwc-api", "2025-07-01", "jax", 5, 10),
+]
+
+
+@pytest.fixture
+def filled(app: App) -> App:
+    with app.writing(), app.engine.begin() as connection:
+        upsert(connection, FrameworkShare, ROWS, KEY)
+    return app
+
+
+def test_shares_table_is_one_percent_table_per_series(filled: App, config_file: Path) -> None:
+    result = run_cli(config_file, "shares", "--source", "pwc")
+    assert result.exit_code == 0
+    lines = result.stdout.strip().splitlines()
+    assert lines[0] == "pwc / all / quarter"
+    assert lines[1].split() == ["period_start", "pytorch", "tensorflow", "other"]
+    assert lines[3].split() == ["2024-01-01", "60.0%", "30.0%", "10.0%"]
+
+
+def test_shares_filters_and_machine_formats(filled: App, config_file: Path) -> None:
+    rows = json.loads(
+        run_cli(
+            config_file,
+            "shares",
+            "--start",
+            "2024-04-01",
+            "--end",
+            "2024-12-31",
+            "--format",
+            "json",
+        ).stdout
+    )
+    assert {(r["source"], r["period_start"]) for r in rows} == {("pwc", "2024-04-01")}
+    assert sum(r["share"] for r in rows) == pytest.approx(1.0)
+    csv_lines = run_cli(config_file, "shares", "--latest", "--format", "csv").stdout.splitlines()
+    assert csv_lines[0] == "source,variant,granularity,period_start,framework,value,share"
+    assert {line.split(",")[3] for line in csv_lines[1:]} == {"2024-04-01", "2025-07-01"}
+
+
+def test_shares_bad_date_is_a_usage_error(filled: App, config_file: Path) -> None:
+    result = run_cli(config_file, "shares", "--start", "2024-13-01")
+    assert result.exit_code == 2
+    assert result.stderr == "Error: --start: expected a date YYYY-MM-DD, got '2024-13-01'\n"
+
+
+def test_shares_on_empty_database_says_so(app: App, config_file: Path) -> None:
+    result = run_cli(config_file, "shares")
+    assert result.exit_code == 0
+    assert "No shares stored yet" in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "parquet"])
+def test_export_table_in_each_format(filled: App, config_file: Path, tmp_path: Path, fmt) -> None:
+    output = tmp_path / "out" / f"shares.{fmt}"
+    result = run_cli(
+        config_file, "export", "--table", "framework_share", "--format", fmt, "-o", str(output)
+    )
+    assert result.exit_code == 0, result.output
+    assert "wrote 8 rows" in result.stderr
+    if fmt == "parquet":
+        table = pq.read_table(output)
+        assert table.num_rows == 8
+        assert table.column_names[:3] == ["id", "source", "variant"]
+    elif fmt == "json":
+        assert len(json.loads(output.read_text())) == 8
+    else:
+        assert len(output.read_text().splitlines()) == 9
+
+
+def test_export_query(filled: App, config_file: Path, tmp_path: Path) -> None:
+    output = tmp_path / "q.csv"
+    query = "SELECT framework, sum(value) AS total FROM framework_share GROUP BY 1 ORDER BY 2 DESC"
+    result = run_cli(config_file, "export", "--query", query, "--format", "csv", "-o", str(output))
+    assert result.exit_code == 0
+    assert output.read_text().splitlines()[:2] == ["framework,total", "pytorch,135.0"]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--table", "nope"], "no table or view named 'nope'"),
+        (["--query", "DELETE FROM framework_share"], "query refused"),
+        ([], "give exactly one of --table or --query"),
+    ],
+)
+def test_export_errors_exit_2_and_write_no_file(
+    filled: App, config_file: Path, tmp_path: Path, args: list[str], message: str
+) -> None:
+    output = tmp_path / "x.csv"
+    result = run_cli(config_file, "export", *args, "--format", "csv", "-o", str(output))
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not output.exists()
+    assert list(tmp_path.glob(".x.csv.*")) == []
