@@ -190,6 +190,103 @@ def export(
     click.echo(f"wrote {count} rows to {output}", err=True)
 
 
+@main.command()
+@click.argument("sources", nargs=-1)
+@click.option(
+    "--due",
+    is_flag=True,
+    help="Only sources whose cron schedule fired since their last successful run (for crontab).",
+)
+@click.pass_context
+def collect(ctx: click.Context, sources: tuple[str, ...], due: bool) -> None:
+    """Collect new data from SOURCES (default: every enabled source), then re-aggregate.
+
+    Sources: gtrends, pwc-archive, pwc-api. A source that fails is named with its reason; the
+    others are kept and the exit code is 1.
+    """
+    from pipeline.collect import collect as run_collect
+
+    report = run_collect(get_app(ctx), sources, due=due)
+    if due and not report.ran:
+        click.echo("nothing due", err=True)
+
+
+@main.group()
+def backfill() -> None:
+    """Fill history: Google Trends windows (resumable) or the Papers-with-Code archive."""
+
+
+@backfill.command("gtrends")
+@click.option("--start", required=True, help="First day (YYYY-MM-DD).")
+@click.option("--end", help="Last day (YYYY-MM-DD; default: the latest day Google has data for).")
+@click.option(
+    "--resolution",
+    type=click.Choice(["day", "week", "month"]),
+    default="day",
+    show_default=True,
+    help="Daily windows of <= 269 days, weekly of <= 5 years, or one monthly window.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the request plan and its size; no network.")
+@click.pass_context
+def backfill_gtrends(
+    ctx: click.Context, start: str, end: str | None, resolution: str, dry_run: bool
+) -> None:
+    """Fetch Google Trends history for every configured framework and put it on one scale.
+
+    Resumable: windows already stored are skipped, so after a crash, a 429 storm or a spent
+    request budget the same command continues where it stopped. Shows a progress bar on a
+    terminal and log lines otherwise.
+    """
+    from datetime import date
+
+    from pipeline.sources.gtrends import collector
+
+    app = get_app(ctx)
+    first = date.fromisoformat(reports.parse_date(start, "--start"))
+    last = (
+        date.fromisoformat(reports.parse_date(end, "--end"))
+        if end
+        else collector.latest_available_day(app.settings)
+    )
+    if dry_run:
+        plan = collector.backfill_plan(app.settings, first, last, resolution)
+        stored = collector.stored_plan_keys(app)
+        rows = [
+            (
+                i,
+                r.resolution,
+                r.start.isoformat(),
+                r.end.isoformat(),
+                ",".join(r.keywords),
+                "stored" if r.key in stored else "to fetch",
+            )
+            for i, r in enumerate(plan, 1)
+        ]
+        write_rows(
+            "table", ["#", "resolution", "start", "end", "keywords", "status"], rows, sys.stdout
+        )
+        missing = sum(row[-1] == "to fetch" for row in rows)
+        click.echo(
+            f"{len(plan)} requests in the plan, {missing} to fetch "
+            f"({len(plan) - missing} already stored)"
+        )
+        return
+    run = collector.backfill(app, first, last, resolution)
+    click.echo(f"gtrends backfill ok: {run.requests} requests, {run.rows} rows", err=True)
+
+
+@main.command()
+@click.pass_context
+def aggregate(ctx: click.Context) -> None:
+    """Recompute every derived table (framework_share, gtrends_series) from stored data.
+
+    Needs no network: Google Trends windows are re-read from the stored observations.
+    """
+    from pipeline.collect import aggregate_all
+
+    click.echo(f"wrote {aggregate_all(get_app(ctx))} derived rows", err=True)
+
+
 @main.group()
 def db() -> None:
     """Database maintenance."""

@@ -17,6 +17,7 @@ from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
 from pipeline.http import HttpSettings
@@ -68,6 +69,12 @@ class PwcSettings:
         return self.papers_url.split()
 
 
+@dataclass
+class SchedulerSettings:
+    timezone: str = "UTC"  # the zone cron expressions are read in
+    misfire_grace_hours: float = 6.0  # `trends schedule` still runs a job this late
+
+
 @dataclass(frozen=True)
 class Framework:
     key: str
@@ -86,6 +93,7 @@ class Settings:
     http: HttpSettings = field(default_factory=HttpSettings)
     gtrends: GtrendsSettings = field(default_factory=GtrendsSettings)
     pwc: PwcSettings = field(default_factory=PwcSettings)
+    scheduler: SchedulerSettings = field(default_factory=SchedulerSettings)
     frameworks: dict[str, Framework] = field(default_factory=dict)
 
     def gtrends_frameworks(self) -> list[Framework]:
@@ -112,6 +120,7 @@ SECTIONS: dict[str, type] = {
     "http": HttpSettings,
     "gtrends": GtrendsSettings,
     "pwc": PwcSettings,
+    "scheduler": SchedulerSettings,
 }
 FRAMEWORK_FIELDS = {"name": str, "gtrends": str, "pwc": str, "color": str}
 
@@ -209,16 +218,24 @@ def _frameworks(table: Any, origin: str) -> dict[str, Framework]:
 
 
 def _check_semantics(settings: Settings) -> None:
-    from apscheduler.triggers.cron import CronTrigger
+    from pipeline.schedule import trigger  # local import: schedule imports config types
 
     checks = [
         ("[gtrends] schedule", settings.gtrends.schedule),
         ("[pwc] archive_schedule", settings.pwc.archive_schedule),
         ("[pwc] api_schedule", settings.pwc.api_schedule),
     ]
+    try:
+        ZoneInfo(settings.scheduler.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            settings.origin,
+            "[scheduler] timezone",
+            f"unknown time zone {settings.scheduler.timezone!r}",
+        ) from None
     for key, expression in checks:
         try:
-            CronTrigger.from_crontab(expression, timezone="UTC")
+            trigger(expression, settings.scheduler.timezone)
         except ValueError as error:
             raise ConfigError(settings.origin, key, f"not a cron expression ({error})") from None
     for key, text in (

@@ -148,7 +148,6 @@ class GtrendsFetch(Base):
     window_start: Mapped[str] = mapped_column(String(10))
     window_end: Mapped[str] = mapped_column(String(10))
     has_partial: Mapped[bool] = mapped_column(Boolean, default=False)
-    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
     raw_response_id: Mapped[int] = mapped_column(ForeignKey("raw_responses.id"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("runs.id"))
     fetched_at: Mapped[str] = mapped_column(String(20))

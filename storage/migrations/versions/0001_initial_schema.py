@@ -134,7 +134,6 @@ def upgrade() -> None:
         sa.Column("window_start", sa.String(length=10), nullable=False),
         sa.Column("window_end", sa.String(length=10), nullable=False),
         sa.Column("has_partial", sa.Boolean(), nullable=False),
-        sa.Column("superseded", sa.Boolean(), nullable=False),
         sa.Column("raw_response_id", sa.Integer(), nullable=False),
         sa.Column("run_id", sa.Integer(), nullable=True),
         sa.Column("fetched_at", sa.String(length=20), nullable=False),

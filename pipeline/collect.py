@@ -1,0 +1,127 @@
+"""``trends collect``: run sources under the writer lock, each in its own recorded run.
+
+A failing source never stops the others: its run ends ``failed`` (or ``partial`` when the source
+refused us part-way) with a one-line reason, what it committed is kept, and the command ends
+with exit code 1 naming every source that did not finish.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, func, select
+
+from pipeline.app import App
+from pipeline.errors import StepFailed, TrendsError, UsageError
+from pipeline.http import SourceError, SourceUnavailable
+from pipeline.runlog import RunRecord, recorded_run
+from pipeline.schedule import is_due
+from pipeline.sources import SOURCES, Source, enabled_sources
+from storage.models import Run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectReport:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # not due
+    problems: dict[str, str] = field(default_factory=dict)  # source -> one-line reason
+
+
+def select_sources(app: App, names: tuple[str, ...] | list[str]) -> list[Source]:
+    unknown = [name for name in names if name not in SOURCES]
+    if unknown:
+        raise UsageError(
+            f"unknown source {unknown[0]!r} (one of: {', '.join(SOURCES) or 'none registered'})"
+        )
+    if names:
+        return [SOURCES[name] for name in names]
+    return enabled_sources(app.settings)
+
+
+def last_success(engine: Engine, source: str) -> datetime | None:
+    """When the source's last successful ``collect`` run started.
+
+    The start, not the end: a run that began before a fire time may have missed what that fire
+    was meant to pick up, so that fire still makes the source due. Backfills do not count (a
+    backfill of an old range leaves the source as stale as it was).
+    """
+    with engine.connect() as connection:
+        started = connection.execute(
+            select(func.max(Run.started_at)).where(
+                Run.source == source, Run.command == "collect", Run.status == "ok"
+            )
+        ).scalar()
+    return datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None
+
+
+def run_step(app: App, source: Source, run: RunRecord, work: Callable[[], None]) -> None:
+    """Run a source's ``work`` then re-aggregate; failures become the run's status and message."""
+    for step in (work, lambda: _aggregate_into(app, source, run)):
+        try:
+            step()
+        except SourceUnavailable as error:
+            run.partial(str(error))
+        except (SourceError, TrendsError) as error:
+            run.failed(str(error))
+        except Exception as error:  # a bug must not stop other sources; -v shows the traceback
+            log.debug("%s failed", source.name, exc_info=True)
+            run.failed(f"{type(error).__name__}: {error}")
+        # Whatever was committed is aggregated, even after a partial or failed collection.
+
+
+def _aggregate_into(app: App, source: Source, run: RunRecord) -> None:
+    run.rows += source.aggregate(app)
+
+
+def recorded_step(
+    app: App, command: str, source: Source, work: Callable[[RunRecord], None]
+) -> RunRecord:
+    """One recorded run of ``work`` for ``source`` (call under ``app.writing()``)."""
+    with recorded_run(app.engine, command, source.name) as run:
+        run_step(app, source, run, lambda: work(run))
+    if run.status == "ok":
+        log.info("%s: ok, %d requests, %d rows", source.name, run.requests, run.rows)
+    else:
+        log.error("%s: %s (%s)", source.name, run.error, run.status)
+    return run
+
+
+def collect(
+    app: App,
+    names: tuple[str, ...] | list[str] = (),
+    *,
+    due: bool = False,
+    now: datetime | None = None,
+) -> CollectReport:
+    """Collect the named (default: all enabled) sources; with ``due``, only those due now."""
+    sources = select_sources(app, names)
+    report = CollectReport()
+    now = now or datetime.now(UTC)
+    with app.writing():
+        for source in sources:
+            if due and not is_due(app.settings, source, last_success(app.engine, source.name), now):
+                report.skipped.append(source.name)
+                log.info("%s: not due", source.name)
+                continue
+            report.ran.append(source.name)
+            run = recorded_step(app, "collect", source, lambda run, s=source: s.collect(app, run))
+            if run.status != "ok":
+                report.problems[source.name] = run.error or run.status
+    if report.problems:
+        raise StepFailed("; ".join(f"{name}: {reason}" for name, reason in report.problems.items()))
+    return report
+
+
+def aggregate_all(app: App) -> int:
+    """Rebuild every source's derived rows from stored observations (no network)."""
+    with app.writing(), recorded_run(app.engine, "aggregate") as run:
+        for source in SOURCES.values():
+            written = source.aggregate(app)
+            log.info("%s: %d derived rows", source.name, written)
+            run.rows += written
+        return run.rows

@@ -1,0 +1,157 @@
+"""Rebuild ``gtrends_series`` and the ``gtrends`` rows of ``framework_share`` from stored cells.
+
+Per resolution, every stored window of the configured geo/category/property goes into one joint
+least-squares fit (``scale.joint_scale``); the result replaces that resolution's series. Shares:
+
+- ``day`` from the daily series;
+- ``week`` (Sunday-start) and ``month``: the mean of the daily series over complete periods,
+  and for periods the daily series does not cover, the collected weekly or monthly series.
+
+Shares are scale-free, so combining the two kinds of periods is safe; ``value`` is on the scale
+of the series the period came from.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pandas as pd
+from sqlalchemy import Engine, delete, insert, select
+
+from pipeline.config import Settings
+from pipeline.errors import StepFailed
+from pipeline.sources.gtrends.scale import DisconnectedRequests, joint_scale
+from storage.models import FrameworkShare, GtrendsCell, GtrendsFetch, GtrendsSeries
+
+log = logging.getLogger(__name__)
+
+SOURCE = "gtrends"
+
+
+def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFrame:
+    g = settings.gtrends
+    query = (
+        select(
+            GtrendsCell.fetch_id.label("request_id"),
+            GtrendsCell.framework.label("keyword"),
+            GtrendsCell.period_start,
+            GtrendsCell.value,
+            GtrendsCell.below_one,
+            GtrendsCell.is_partial,
+        )
+        .join(GtrendsFetch, GtrendsFetch.id == GtrendsCell.fetch_id)
+        .where(
+            GtrendsFetch.resolution == resolution,
+            GtrendsFetch.geo == g.geo,
+            GtrendsFetch.category == g.category,
+            GtrendsFetch.property == g.property,
+        )
+    )
+    with engine.connect() as connection:
+        return pd.DataFrame(
+            connection.execute(query).all(),
+            columns=[
+                "request_id",
+                "keyword",
+                "period_start",
+                "value",
+                "below_one",
+                "is_partial",
+            ],
+        )
+
+
+def scaled_series(engine: Engine, settings: Settings, resolution: str) -> pd.DataFrame:
+    cells = load_cells(engine, settings, resolution)
+    try:
+        return joint_scale(cells, tau=settings.gtrends.threshold)
+    except DisconnectedRequests as error:
+        raise StepFailed(
+            f"gtrends {resolution} windows cannot be put on one scale ({error}); "
+            "backfill the gap with `trends backfill gtrends --start …`"
+        ) from None
+
+
+def _period_mean(daily: pd.DataFrame, granularity: str) -> pd.DataFrame:
+    """Mean of the daily series over complete Sunday-weeks or months."""
+    days = pd.to_datetime(daily["period_start"])
+    if granularity == "week":
+        starts = days - pd.to_timedelta((days.dt.day_of_week + 1) % 7, unit="D")
+        expected = pd.Series(7, index=starts.index)
+    else:
+        starts = days.dt.to_period("M").dt.start_time
+        expected = days.dt.days_in_month
+    frame = daily.assign(period=starts.dt.strftime("%Y-%m-%d"), expected=expected.values)
+    grouped = frame.groupby(["keyword", "period"]).agg(
+        value=("value", "mean"), days=("value", "size"), expected=("expected", "first")
+    )
+    complete = grouped[grouped["days"] == grouped["expected"]].reset_index()
+    return complete.rename(columns={"period": "period_start"})[["keyword", "period_start", "value"]]
+
+
+def _shares(values: pd.DataFrame, granularity: str, variant: str) -> list[dict]:
+    totals = values.groupby("period_start")["value"].transform("sum")
+    frame = values.assign(share=values["value"] / totals.where(totals > 0))
+    frame = frame.dropna(subset=["share"])
+    return [
+        {
+            "source": SOURCE,
+            "variant": variant,
+            "granularity": granularity,
+            "period_start": row.period_start,
+            "framework": row.keyword,
+            "value": float(row.value),
+            "share": float(row.share),
+        }
+        for row in frame.itertuples(index=False)
+    ]
+
+
+def rebuild(engine: Engine, settings: Settings) -> int:
+    """Replace the scaled series and shares of the configured geo; returns rows written."""
+    g = settings.gtrends
+    series = {
+        resolution: scaled_series(engine, settings, resolution)
+        for resolution in ("day", "week", "month")
+    }
+    share_rows = _shares(series["day"], "day", g.variant) if len(series["day"]) else []
+    for granularity in ("week", "month"):
+        derived = _period_mean(series["day"], granularity) if len(series["day"]) else series["day"]
+        native = series[granularity][["keyword", "period_start", "value"]]
+        covered = set(derived["period_start"])
+        combined = pd.concat([derived, native[~native["period_start"].isin(covered)]])
+        share_rows += _shares(combined, granularity, g.variant) if len(combined) else []
+
+    series_rows = [
+        {
+            "framework": row.keyword,
+            "geo": g.geo,
+            "category": g.category,
+            "property": g.property,
+            "resolution": resolution,
+            "period_start": row.period_start,
+            "value": float(row.value),
+            "observations": int(row.observations),
+        }
+        for resolution, frame in series.items()
+        for row in frame.itertuples(index=False)
+    ]
+    with engine.begin() as connection:
+        connection.execute(
+            delete(GtrendsSeries).where(
+                GtrendsSeries.geo == g.geo,
+                GtrendsSeries.category == g.category,
+                GtrendsSeries.property == g.property,
+            )
+        )
+        if series_rows:
+            connection.execute(insert(GtrendsSeries), series_rows)
+        connection.execute(
+            delete(FrameworkShare).where(
+                FrameworkShare.source == SOURCE, FrameworkShare.variant == g.variant
+            )
+        )
+        if share_rows:
+            connection.execute(insert(FrameworkShare), share_rows)
+    log.info("gtrends: %d series rows, %d share rows", len(series_rows), len(share_rows))
+    return len(series_rows) + len(share_rows)

@@ -1,0 +1,236 @@
+"""Put Google Trends cells from many requests on one consistent scale (DESIGN §5).
+
+Every request w is normalised on its own: r_w(k,t) ≈ s(k,t) / M_w, rounded to an integer.
+In logs that is additive, ``log r_w(k,t) = a_w + u(k,t)``, with one offset a_w per request and
+one level u(k,t) per keyword and period. :func:`joint_scale` fits all offsets and levels at
+once by least squares over the cells that are large enough to trust (value ≥ τ; rounding to
+integers makes small values coarse: ±0.5 is 10 % at 5). Overlapping windows, batches sharing an
+anchor keyword and repeated fetches all simply add equations.
+
+Solving: for fixed offsets the best u(k,t) is the mean of (log r − a_w) over the requests that
+cover (k,t). Substituting it leaves normal equations for the offsets alone — a Laplacian-like
+system of size n_requests built from the cells that several requests share. It is singular
+by one degree of freedom per connected group of requests (a common factor), removed by fixing
+the first offset; several groups mean the data cannot be put on one scale, which is an error.
+
+:func:`chain_by_overlap_ratio` is the classic baseline (chain windows one after the other by
+the ratio of their overlap sums) kept for the benchmark.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+REQUIRED_COLUMNS = ("request_id", "keyword", "period_start", "value")
+OUTPUT_COLUMNS = ["keyword", "period_start", "value", "observations"]
+DEFAULT_TAU = 5.0
+BELOW_ONE_VALUE = 0.5  # "<1" means 0 < x < 1 on the request's scale: take the midpoint
+
+
+class DisconnectedRequests(ValueError):
+    """Some requests share no usable cell with the rest, so no common scale exists."""
+
+
+def _validated(cells: pd.DataFrame) -> pd.DataFrame:
+    missing = [column for column in REQUIRED_COLUMNS if column not in cells.columns]
+    if missing:
+        raise ValueError(f"cells lack column(s): {', '.join(missing)}")
+    frame = cells.reset_index(drop=True).copy()
+    values = frame["value"].to_numpy(dtype=float)
+    if np.isnan(values).any() or (values < 0).any() or (values > 100).any():
+        raise ValueError("cell values must be numbers between 0 and 100")
+    frame["value"] = values
+    for flag in ("below_one", "is_partial"):
+        frame[flag] = frame[flag].astype(bool) if flag in frame.columns else False
+    return frame
+
+
+def _connected_groups(n_requests: int, pairs: np.ndarray) -> list[list[int]]:
+    """Connected groups of requests (union-find over request pairs sharing a cell)."""
+    parent = list(range(n_requests))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for first, second in pairs:
+        parent[root(int(first))] = root(int(second))
+    groups: dict[int, list[int]] = {}
+    for i in range(n_requests):
+        groups.setdefault(root(i), []).append(i)
+    return sorted(groups.values(), key=lambda group: group[0])
+
+
+def _fit_offsets(
+    cell: np.ndarray, request: np.ndarray, y: np.ndarray, n_requests: int
+) -> np.ndarray:
+    """Least-squares request offsets a (a[first informative request] = 0)."""
+    per_cell = np.bincount(cell)
+    shared = per_cell[cell] >= 2  # cells seen by one request only do not inform the offsets
+    c, w, yy = cell[shared], request[shared], y[shared]
+    counts = per_cell[c].astype(float)
+    cell_sums = np.bincount(c, weights=yy, minlength=per_cell.size)
+    matrix = np.zeros((n_requests, n_requests))
+    np.add.at(matrix, (w, w), 1.0)
+    rhs = np.bincount(w, weights=yy - cell_sums[c] / counts, minlength=n_requests)
+    # Subtract Σ_c b_c b_cᵀ / n_c: every ordered pair of observations of a shared cell.
+    obs = pd.DataFrame({"cell": c, "request": w, "weight": 1.0 / counts})
+    pairs = obs.merge(obs[["cell", "request"]], on="cell", suffixes=("", "_other"))
+    np.add.at(
+        matrix,
+        (pairs["request"].to_numpy(), pairs["request_other"].to_numpy()),
+        -pairs["weight"].to_numpy(),
+    )
+
+    informative = set(np.unique(request).tolist())  # requests with at least one cell ≥ τ
+    links = pairs[pairs["request"] != pairs["request_other"]][["request", "request_other"]]
+    groups = [
+        group
+        for group in _connected_groups(n_requests, links.to_numpy())
+        if informative.intersection(group)
+    ]
+    if len(groups) > 1:
+        sizes = ", ".join(str(len(group)) for group in groups)
+        raise DisconnectedRequests(
+            f"requests fall into {len(groups)} groups ({sizes} requests) that share no cell "
+            "≥ τ; add overlapping windows or a better anchor keyword"
+        )
+    offsets = np.zeros(n_requests)
+    if groups:
+        solve = np.array([i for i in groups[0] if i != groups[0][0]], dtype=int)
+        if solve.size:
+            system = matrix[np.ix_(solve, solve)]
+            offsets[solve] = np.linalg.lstsq(system, rhs[solve], rcond=None)[0]
+    return offsets
+
+
+def joint_scale(cells: pd.DataFrame, tau: float = DEFAULT_TAU) -> pd.DataFrame:
+    """One consistent series per keyword from overlapping requests (all of one resolution).
+
+    ``cells``: columns ``request_id, keyword, period_start, value`` (0..100), optionally
+    ``below_one`` ("<1") and ``is_partial``. Returns ``keyword, period_start, value,
+    observations`` with the overall maximum scaled to 100; ``observations`` counts the
+    fetched cells combined into each value.
+    """
+    frame = _validated(cells)
+    if frame.empty:
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    cell, cell_keys = pd.factorize(pd.MultiIndex.from_frame(frame[["keyword", "period_start"]]))
+    request, _ = pd.factorize(frame["request_id"])
+    values = frame["value"].to_numpy()
+    fits = (values >= tau) & ~frame["is_partial"].to_numpy()
+
+    y = np.log(values[fits])
+    offsets = _fit_offsets(cell[fits], request[fits], y, int(request.max()) + 1)
+
+    n_cells = len(cell_keys)
+    fitted_count = np.bincount(cell[fits], minlength=n_cells)
+    level_sum = np.bincount(cell[fits], weights=y - offsets[request[fits]], minlength=n_cells)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fitted = np.exp(level_sum / fitted_count)
+
+    # Cells below τ are placed with the fitted offsets but never move them.
+    placed_values = np.where(frame["below_one"].to_numpy() & (values == 0), BELOW_ONE_VALUE, values)
+    placing = ~fits & (fitted_count[cell] == 0)
+    placed_count = np.bincount(cell[placing], minlength=n_cells)
+    placed_sum = np.bincount(
+        cell[placing],
+        weights=placed_values[placing] / np.exp(offsets[request[placing]]),
+        minlength=n_cells,
+    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        placed = np.where(placed_count > 0, placed_sum / placed_count, 0.0)
+
+    level = np.where(fitted_count > 0, fitted, placed)
+    result = pd.DataFrame(
+        {
+            "keyword": cell_keys.get_level_values(0),
+            "period_start": cell_keys.get_level_values(1),
+            "value": level,
+            "observations": np.where(fitted_count > 0, fitted_count, placed_count),
+        }
+    )
+    return _finish(result)
+
+
+def _finish(result: pd.DataFrame) -> pd.DataFrame:
+    peak = result["value"].max()
+    if peak > 0:
+        result["value"] = result["value"] * (100.0 / peak)
+    result["observations"] = result["observations"].astype(int)
+    return result.sort_values(["keyword", "period_start"], ignore_index=True)[OUTPUT_COLUMNS]
+
+
+# --- baseline ------------------------------------------------------------------------------
+
+
+def _chain_factor(previous: pd.Series, current: pd.Series, tau: float, what: str) -> float:
+    """Σ previous / Σ current over the overlap cells where both are ≥ τ (else both > 0)."""
+    both = pd.concat([previous, current], axis=1, join="inner", keys=["before", "after"])
+    for floor in (tau, np.nextafter(0, 1)):
+        usable = both[(both["before"] >= floor) & (both["after"] >= floor)]
+        if not usable.empty:
+            return float(usable["before"].sum() / usable["after"].sum())
+    raise DisconnectedRequests(f"{what}: no overlapping non-zero cells to chain on")
+
+
+def chain_by_overlap_ratio(cells: pd.DataFrame, tau: float = DEFAULT_TAU) -> pd.DataFrame:
+    """Baseline: chain windows in time order by overlap-sum ratios, then batches by anchor.
+
+    Within each keyword batch, window j is scaled onto window j−1 by the ratio of their sums
+    over overlapping cells ≥ τ; overlapping rescaled values are averaged. Batches are then
+    scaled onto each other through their shared (anchor) keyword. Same output as
+    :func:`joint_scale`.
+    """
+    frame = _validated(cells)
+    if frame.empty:
+        return pd.DataFrame(columns=OUTPUT_COLUMNS)
+    frame["value"] = np.where(frame["below_one"] & (frame["value"] == 0), 0.0, frame["value"])
+    series = frame.set_index(["keyword", "period_start"])
+    batch_of = frame.groupby("request_id", sort=False)["keyword"].agg(
+        lambda k: tuple(sorted(set(k)))
+    )
+    first_day = frame.groupby("request_id", sort=False)["period_start"].min()
+
+    batch_series: dict[tuple[str, ...], pd.DataFrame] = {}
+    for batch, request_ids in batch_of.groupby(batch_of, sort=False):
+        ordered = first_day.loc[request_ids.index].sort_values(kind="stable").index
+        scaled, previous, factor = [], None, 1.0
+        for request_id in ordered:
+            current = series[frame["request_id"].to_numpy() == request_id]["value"]
+            if previous is not None:
+                factor *= _chain_factor(previous, current, tau, f"window {request_id}")
+            scaled.append(current * factor)
+            previous = current  # c_j = c_(j-1) · Σ r_(j-1) / Σ r_j uses raw values
+        combined = pd.concat(scaled)
+        batch_series[batch] = combined.groupby(level=[0, 1]).agg(["mean", "count"])
+
+    # Scale batches onto the first (largest) one through shared anchor keywords.
+    order = sorted(batch_series, key=lambda b: -len(b))
+    done = {order[0]: batch_series[order[0]]}
+    pending = order[1:]
+    while pending:
+        for batch in pending:
+            partner = next((d for d in done if set(d) & set(batch)), None)
+            if partner is None:
+                continue
+            anchor = sorted(set(partner) & set(batch))[0]
+            known = done[partner].loc[anchor, "mean"]
+            new = batch_series[batch].loc[anchor, "mean"]
+            factor = _chain_factor(known, new, 0.0, f"batch {batch} via {anchor}")
+            rescaled = batch_series[batch].copy()
+            rescaled["mean"] *= factor
+            done[batch] = rescaled
+            pending.remove(batch)
+            break
+        else:
+            raise DisconnectedRequests(f"batches {pending} share no keyword with the others")
+
+    stacked = pd.concat(done.values())
+    merged = stacked.groupby(level=[0, 1]).agg(
+        value=("mean", "mean"), observations=("count", "sum")
+    )
+    return _finish(merged.reset_index())

@@ -1,0 +1,280 @@
+"""Google Trends end to end: the CLI drives real pytrends against the fake server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import run_cli, write_config
+from tests.fakes.gtrends_server import FakeGoogleTrends, Fault
+
+TODAY = datetime.now(UTC).date()
+FRAMEWORKS = ["pytorch", "tensorflow", "jax", "mxnet", "paddlepaddle", "mindspore", "caffe2"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def fake() -> Iterator[FakeGoogleTrends]:
+    with FakeGoogleTrends(today=TODAY) as server:
+        yield server
+
+
+@pytest.fixture
+def config(tmp_path: Path, sqlite_url: str, fake: FakeGoogleTrends) -> Path:
+    extra = f'[gtrends]\nbase_url = "{fake.base_url}"\n[pwc]\narchive_enabled = false\napi_enabled = false\n'
+    return write_config(tmp_path / "trends.toml", sqlite_url, extra)
+
+
+def query(url: str, sql: str) -> list[tuple]:
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = [tuple(row) for row in connection.execute(text(sql))]
+    engine.dispose()
+    return rows
+
+
+def data_requests(fake: FakeGoogleTrends) -> int:
+    return sum(r.endpoint == "multiline" and r.status == 200 for r in fake.requests)
+
+
+def series(url: str) -> pd.DataFrame:
+    engine = create_engine(url)
+    frame = pd.read_sql(
+        "SELECT framework, resolution, period_start, value, observations FROM gtrends_series "
+        "ORDER BY resolution, framework, period_start",
+        engine,
+    )
+    engine.dispose()
+    return frame
+
+
+def test_backfill_puts_seven_frameworks_on_one_scale(fake, config, sqlite_url) -> None:
+    result = run_cli(config, "backfill", "gtrends", "--start", "2023-01-01", "--end", "2023-12-31")
+    assert result.exit_code == 0, result.output
+    # 2 daily windows (365 days) x 2 batches of <= 5 keywords
+    assert data_requests(fake) == 4
+    assert max(len(r.keywords) for r in fake.requests) <= 5
+
+    daily = series(sqlite_url).query("resolution == 'day'")
+    assert set(daily["framework"]) == set(FRAMEWORKS)
+    assert daily["value"].max() == pytest.approx(100)
+    # Ratios across batches (pytorch is only in batch 1, caffe2 only in batch 2) match the truth.
+    wide = daily.pivot(index="period_start", columns="framework", values="value")
+    truth = fake.truth_frame(FRAMEWORKS, date(2023, 1, 1), date(2023, 12, 31))
+    truth.index = truth.index.map(lambda d: pd.Timestamp(d).strftime("%Y-%m-%d"))
+    measured = (wide["pytorch"] / wide["caffe2"]).median()
+    expected = (truth["pytorch"] / truth["caffe2"]).median()
+    assert measured == pytest.approx(expected, rel=0.1)
+
+    shares = query(
+        sqlite_url,
+        "SELECT granularity, period_start, sum(share), count(*) FROM framework_share "
+        "WHERE source = 'gtrends' AND variant = 'world' GROUP BY 1, 2",
+    )
+    assert {g for g, *_ in shares} == {"day", "week", "month"}
+    assert all(total == pytest.approx(1.0) and n == 7 for _, _, total, n in shares)
+    weeks = [p for g, p, *_ in shares if g == "week"]
+    assert all(date.fromisoformat(p).weekday() == 6 for p in weeks)  # Sunday starts
+
+    table = run_cli(config, "shares", "--source", "gtrends", "--granularity", "month")
+    assert "gtrends / world / month" in table.stdout
+
+
+def test_rerun_fetches_nothing_and_dry_run_sends_no_request(fake, config) -> None:
+    args = ["backfill", "gtrends", "--start", "2024-01-01", "--end", "2025-06-30"]
+    assert run_cli(config, *args).exit_code == 0
+    sent = len(fake.requests)
+    assert run_cli(config, *args).exit_code == 0
+    assert len(fake.requests) == sent
+    same = run_cli(config, *args, "--dry-run")
+    assert same.stdout.strip().endswith("6 requests in the plan, 0 to fetch (6 already stored)")
+    # Extending the end keeps the earlier grid windows: only the new ones are to fetch.
+    longer = run_cli(config, *args, "--dry-run", "--end", "2025-12-31")
+    assert longer.exit_code == 0
+    assert longer.stdout.strip().endswith("8 requests in the plan, 4 to fetch (4 already stored)")
+    assert len(fake.requests) == sent
+
+
+def test_429_storm_ends_partial_with_one_line_and_a_rerun_completes(fake, config, sqlite_url):
+    args = ["backfill", "gtrends", "--start", "2024-01-01", "--end", "2024-12-31"]
+    fake.start_storm()
+    stormy = run_cli(config, *args)
+    assert stormy.exit_code == 1
+    assert stormy.stderr.count("\n") == 1
+    assert "partial" in stormy.stderr and "run the same command again" in stormy.stderr
+    status, error = query(sqlite_url, "SELECT status, error FROM runs ORDER BY id DESC LIMIT 1")[0]
+    assert status == "partial" and "429" in error
+    fake.stop_storm()
+    assert run_cli(config, *args).exit_code == 0
+    assert query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0] == 4
+
+
+def test_budget_stop_keeps_what_was_fetched_and_rerun_continues(
+    fake, config, sqlite_url, monkeypatch
+) -> None:
+    args = ["backfill", "gtrends", "--start", "2024-01-01", "--end", "2024-12-31"]
+    monkeypatch.setenv("TRENDS_HTTP_REQUEST_BUDGET", "3")
+    first = run_cli(config, *args)
+    monkeypatch.delenv("TRENDS_HTTP_REQUEST_BUDGET")
+    assert first.exit_code == 1 and "request budget of 3 spent" in first.stderr
+    assert query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0] == 3
+    before = data_requests(fake)
+    assert run_cli(config, *args).exit_code == 0
+    assert data_requests(fake) - before == 1
+
+
+def test_transient_faults_are_retried_and_captcha_stops_the_run(
+    fake, config, sqlite_url, monkeypatch
+) -> None:
+    monkeypatch.setenv("TRENDS_HTTP_MAX_ATTEMPTS", "5")
+    fake.inject("explore", Fault.too_many_requests(retry_after=0), Fault.server_error(503))
+    fake.inject("multiline", Fault.truncated_json())
+    args = ["backfill", "gtrends", "--start", "2024-03-01", "--end", "2024-06-30"]
+    assert run_cli(config, *args).exit_code == 0
+    fake.inject("explore", Fault.html_page())
+    blocked = run_cli(config, *args, "--start", "2023-01-01")
+    assert blocked.exit_code == 1
+    assert "HTML page instead of data" in blocked.stderr
+    html = query(
+        sqlite_url, "SELECT count(*) FROM raw_responses WHERE content_type LIKE 'text/html%'"
+    )
+    assert html[0][0] >= 1  # the block page itself was stored raw
+
+
+def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> None:
+    assert (
+        run_cli(
+            config, "backfill", "gtrends", "--start", "2024-03-01", "--end", "2024-06-30"
+        ).exit_code
+        == 0
+    )
+    rows = query(
+        sqlite_url, "SELECT url, params, body FROM raw_responses WHERE url LIKE '%multiline'"
+    )
+    assert len(rows) == 2
+    for url, params, body in rows:
+        assert '"token": "REDACTED"' in params
+        assert "timelineData" in body
+    cookies = query(sqlite_url, "SELECT count(*) FROM raw_responses WHERE body LIKE '%NID=%'")
+    assert cookies[0][0] == 0
+
+
+def test_aggregate_rebuilds_the_same_series_without_network(fake, config, sqlite_url) -> None:
+    assert (
+        run_cli(
+            config, "backfill", "gtrends", "--start", "2024-01-01", "--end", "2024-04-30"
+        ).exit_code
+        == 0
+    )
+    before = series(sqlite_url)
+    fake.stop()
+    assert run_cli(config, "aggregate").exit_code == 0
+    pd.testing.assert_frame_equal(series(sqlite_url), before)
+
+
+def test_collect_twice_adds_nothing_and_covers_day_week_month(fake, config, sqlite_url) -> None:
+    first = run_cli(config, "collect", "gtrends")
+    assert first.exit_code == 0, first.output
+    resolutions = query(sqlite_url, "SELECT DISTINCT resolution FROM gtrends_fetches ORDER BY 1")
+    assert [r for (r,) in resolutions] == ["day", "month", "week"]
+    latest = query(
+        sqlite_url, "SELECT max(period_start) FROM gtrends_series WHERE resolution='day'"
+    )
+    assert latest[0][0] == fake.latest_day.isoformat()
+    sent = len(fake.requests)
+    rows = query(sqlite_url, "SELECT count(*) FROM gtrends_cells")
+    assert run_cli(config, "collect", "gtrends").exit_code == 0
+    assert len(fake.requests) == sent
+    assert query(sqlite_url, "SELECT count(*) FROM gtrends_cells") == rows
+
+
+def test_incremental_window_overlaps_the_backfill_and_replaces_the_partial_day(
+    tmp_path, sqlite_url
+) -> None:
+    """Day 1: collect (its last day is partial). Day 2: the new window makes that day final."""
+    day_one = date(2026, 6, 2)
+    with FakeGoogleTrends(today=day_one) as server:
+        extra = f'[gtrends]\nbase_url = "{server.base_url}"\n'
+        config = write_config(tmp_path / "c.toml", sqlite_url, extra)
+        os.environ["TRENDS_TODAY"] = day_one.isoformat()
+        try:
+            assert run_cli(config, "collect", "gtrends").exit_code == 0
+        finally:
+            del os.environ["TRENDS_TODAY"]
+    with FakeGoogleTrends(today=date(2026, 6, 3)) as server:
+        os.environ["TRENDS_GTRENDS_BASE_URL"] = server.base_url
+        os.environ["TRENDS_TODAY"] = "2026-06-03"
+        try:
+            assert run_cli(config, "collect", "gtrends").exit_code == 0
+        finally:
+            del os.environ["TRENDS_GTRENDS_BASE_URL"], os.environ["TRENDS_TODAY"]
+        daily_requests = [r for r in server.requests if r.endpoint == "multiline"]
+    # Only the new daily window per batch was fetched (weekly/monthly windows had not moved).
+    assert len(daily_requests) == 2
+    latest = query(
+        sqlite_url,
+        "SELECT max(c.period_start) FROM gtrends_cells c JOIN gtrends_fetches f ON f.id = c.fetch_id "
+        "WHERE f.resolution = 'day' AND NOT c.is_partial",
+    )[0][0]
+    assert latest == "2026-05-30"  # day one's partial last day is final now
+
+
+KILLABLE_BACKFILL = """
+import sys
+from pipeline.cli import main
+main(["--config", sys.argv[1], "backfill", "gtrends", "--start", "2019-01-01",
+      "--end", "2021-12-31"], prog_name="trends")
+"""
+
+
+def test_sigkill_during_backfill_then_rerun_gives_the_uninterrupted_series(
+    fake, config, sqlite_url, tmp_path
+) -> None:
+    # Every data request is slow, so the child is killed in the middle of the plan.
+    fake.inject("multiline", *[Fault.slow(0.3) for _ in range(40)])
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLABLE_BACKFILL, str(config)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            if query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0] >= 3:
+                break
+        except Exception:  # noqa: BLE001 - the schema may not exist yet
+            continue
+    os.kill(child.pid, signal.SIGKILL)
+    child.wait()
+    stored = query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0]
+    assert 3 <= stored < 10  # 5 windows x 2 batches planned
+
+    resumed = run_cli(config, "backfill", "gtrends", "--start", "2019-01-01", "--end", "2021-12-31")
+    assert resumed.exit_code == 0, resumed.output
+    statuses = query(sqlite_url, "SELECT status, error FROM runs ORDER BY id")
+    assert statuses[0][0] == "failed" and "killed" in statuses[0][1]
+    assert query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0] == 10
+
+    clean_url = f"sqlite:///{tmp_path / 'clean.db'}"
+    clean = write_config(
+        tmp_path / "clean.toml", clean_url, f'[gtrends]\nbase_url = "{fake.base_url}"\n'
+    )
+    assert (
+        run_cli(
+            clean, "backfill", "gtrends", "--start", "2019-01-01", "--end", "2021-12-31"
+        ).exit_code
+        == 0
+    )
+    pd.testing.assert_frame_equal(series(sqlite_url), series(clean_url))

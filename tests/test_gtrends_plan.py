@@ -1,0 +1,138 @@
+"""Request plans: ≤5 keywords, full coverage, overlaps, anchors, determinism."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pytest
+
+from pipeline.sources.gtrends.plan import (
+    PlannedRequest,
+    build_plan,
+    date_windows,
+    incremental_requests,
+    keyword_batches,
+    minimum_requests,
+)
+
+FRAMEWORKS = ["pytorch", "tensorflow", "jax", "mxnet", "paddlepaddle", "mindspore", "caffe2"]
+START, END = date(2016, 1, 1), date(2025, 12, 31)
+
+
+def days(first: date, last: date) -> set[date]:
+    return {first + timedelta(days=i) for i in range((last - first).days + 1)}
+
+
+def span(window: tuple[date, date]) -> int:
+    return (window[1] - window[0]).days + 1
+
+
+@pytest.mark.parametrize("count", range(1, 15))
+def test_batches_never_exceed_five_and_chain_through_one_anchor(count):
+    keywords = [f"k{i}" for i in range(count)]
+    batches = keyword_batches(keywords)
+    assert all(1 <= len(batch) <= 5 for batch in batches)
+    assert {k for batch in batches for k in batch} == set(keywords)
+    for previous, batch in zip(batches, batches[1:], strict=False):
+        assert set(previous) & set(batch) == {previous[-1]} == {batch[0]}
+    if count > 5:
+        assert len(batches) == minimum_requests(keywords, START, START, "day")
+
+
+def test_anchor_is_the_smallest_of_the_previous_batch_by_volume_hint():
+    hint = dict(zip(FRAMEWORKS, [100, 90, 40, 8, 12, 2, 3], strict=True))
+    first, second = keyword_batches(FRAMEWORKS, hint)
+    assert first == ("pytorch", "tensorflow", "jax", "paddlepaddle", "mxnet")
+    assert second == ("mxnet", "caffe2", "mindspore")
+    with pytest.raises(ValueError, match="caffe2"):
+        keyword_batches(FRAMEWORKS, {k: 1 for k in FRAMEWORKS[:-1]})
+
+
+def test_no_volume_hint_keeps_the_configured_order():
+    assert keyword_batches(FRAMEWORKS) == [tuple(FRAMEWORKS[:5]), tuple(FRAMEWORKS[4:])]
+    assert keyword_batches(["b", "a"]) == [("b", "a")]
+
+
+@pytest.mark.parametrize(
+    ("start", "end"),
+    [(START, END), (date(2020, 1, 1), date(2020, 9, 25)), (date(2020, 1, 1), date(2020, 9, 26))]
+    + [(date(2019, 3, 1), date(2019, 3, 1) + timedelta(days=n)) for n in (300, 478, 479, 900)],
+)
+def test_daily_windows_cover_every_day_with_overlaps_and_limits(start, end):
+    windows = date_windows(start, end, "day")
+    assert windows[0][0] == start and windows[-1][1] == end
+    assert all(span(w) <= 269 for w in windows)
+    covered = set().union(*(days(*w) for w in windows))
+    assert covered == days(start, end)
+    for (_, previous_end), (next_start, _) in zip(windows, windows[1:], strict=False):
+        assert (previous_end - next_start).days + 1 >= 60
+    assert len(windows) == minimum_requests(["x"], start, end, "day")
+
+
+def test_plan_is_deterministic_and_every_request_is_small():
+    plan = build_plan(FRAMEWORKS, START, END, "day")
+    assert plan == build_plan(FRAMEWORKS, START, END, "day")
+    assert len({r.key for r in plan}) == len(plan) == 36
+    assert len(plan) == minimum_requests(FRAMEWORKS, START, END, "day")
+    assert all(len(r.keywords) <= 5 and (r.end - r.start).days < 269 for r in plan)
+    assert plan[0].key == "gtrends|day|world|0|web|2016-01-01 2016-09-25|" + ",".join(
+        FRAMEWORKS[:5]
+    )
+
+
+def test_extending_the_end_keeps_earlier_windows():
+    earlier = date_windows(START, date(2024, 6, 30), "day")
+    later = date_windows(START, END, "day")
+    assert earlier[:-1] == later[: len(earlier) - 1]
+
+
+def test_weekly_windows_are_whole_weeks_of_at_most_1800_days_overlapping_a_year():
+    windows = date_windows(START, END, "week")
+    assert windows[0][0] <= START and windows[-1][1] >= END
+    for first, last in windows:
+        assert first.weekday() == 6 and last.weekday() == 5  # Sunday .. Saturday
+        assert 270 <= span((first, last)) <= 1800
+    for (_, previous_end), (next_start, _) in zip(windows, windows[1:], strict=False):
+        assert (previous_end - next_start).days + 1 >= 365
+    short = date_windows(date(2024, 1, 1), date(2024, 2, 1), "week")
+    assert len(short) == 1 and span(short[0]) > 269  # widened so Google answers weekly
+
+
+def test_monthly_is_one_long_window():
+    assert date_windows(START, END, "month") == [(START, END)]
+    (short,) = date_windows(date(2024, 1, 15), date(2024, 6, 30), "month")
+    assert span(short) > 1883 and short[0].day == 1
+
+
+def test_bad_input_is_refused():
+    with pytest.raises(ValueError, match="before start"):
+        build_plan(["a"], END, START, "day")
+    with pytest.raises(ValueError, match="resolution"):
+        build_plan(["a"], START, END, "hour")
+    with pytest.raises(ValueError, match="duplicates"):
+        build_plan(["a", "a"], START, END, "day")
+
+
+def test_incremental_is_one_window_per_batch_overlapping_the_stored_series():
+    latest = date(2026, 11, 24)
+    plan = incremental_requests(FRAMEWORKS, date(2026, 10, 1), latest, geo="US")
+    assert [r.keywords for r in plan] == keyword_batches(FRAMEWORKS)
+    for request in plan:
+        assert request.end == latest and request.geo == "US" and request.resolution == "day"
+        assert (request.end - request.start).days + 1 <= 269
+        assert (date(2026, 10, 1) - request.start).days + 1 >= 60
+    assert plan == incremental_requests(FRAMEWORKS, date(2026, 10, 1), latest, geo="US")
+
+
+def test_incremental_after_a_long_gap_falls_back_to_overlapping_windows():
+    stored, latest = date(2025, 1, 31), date(2026, 11, 24)
+    plan = incremental_requests(["pytorch", "jax"], stored, latest)
+    assert len(plan) > 1 and plan[-1].end == latest
+    assert min(r.start for r in plan) <= stored - timedelta(days=59)
+    covered = set().union(*(days(r.start, r.end) for r in plan))
+    assert days(stored, latest) <= covered
+
+
+def test_planned_request_timeframe():
+    request = PlannedRequest(("a",), date(2021, 1, 1), date(2021, 1, 5))
+    assert request.timeframe == "2021-01-01 2021-01-05"

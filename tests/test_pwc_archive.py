@@ -1,0 +1,653 @@
+"""Reading and fetching the frozen PwC archive."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import json
+import tracemalloc
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from pipeline.http import SourceUnavailable
+from pipeline.sources.pwc import archive
+from pipeline.sources.pwc.archive import (
+    ArchiveError,
+    ReadStats,
+    fetch_archive,
+    fetch_archive_file,
+    normalize_arxiv_id,
+    normalize_framework,
+    normalize_repo_url,
+    parse_date,
+    parse_is_official,
+    read_links,
+    read_papers,
+)
+from tests.fakes import pwc_data as data
+from tests.fakes import pwc_server as fake
+
+SMALL = data.ArchiveSpec(n_links=3_000, n_papers=5_000, seed=21, batch_size=1_000)
+
+
+# --- normalisation ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("https://github.com/Owner/Repo", "https://github.com/owner/repo"),
+        ("http://github.com/owner/repo", "https://github.com/owner/repo"),
+        ("https://www.github.com/owner/repo/", "https://github.com/owner/repo"),
+        ("https://github.com/owner/repo.git", "https://github.com/owner/repo"),
+        ("https://github.com/owner/repo.git/", "https://github.com/owner/repo"),
+        ("https://github.com/o/r/tree/master/projects/DensePose/", "https://github.com/o/r"),
+        ("https://github.com/o/r/blob/main/attention/psa.py", "https://github.com/o/r"),
+        ("https://github.com/o/r/issues/3?x=1#top", "https://github.com/o/r"),
+        ("https://GitLab.com/Group/Sub/Repo/-/tree/main/src", "https://gitlab.com/group/sub/repo"),
+        ("git@github.com:Owner/Repo.git", "https://github.com/owner/repo"),
+        ("github.com/owner/repo", "https://github.com/owner/repo"),
+        ("  https://github.com/rinikerlab/dash-tree  ", "https://github.com/rinikerlab/dash-tree"),
+        ("", None),
+        ("   ", None),
+        (None, None),
+        (float("nan"), None),
+        ("https://github.com/", None),
+    ],
+)
+def test_normalize_repo_url(raw: object, expected: str | None) -> None:
+    assert normalize_repo_url(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("1805.07499", "1805.07499"),
+        ("1706.03762v7", "1706.03762"),
+        ("1706.03762V2", "1706.03762"),
+        ("arXiv:2101.00001v1", "2101.00001"),
+        ("hep-th/9901001v2", "hep-th/9901001"),
+        (" 2012.03084 ", "2012.03084"),
+        ("", None),
+        ("None", None),
+        (None, None),
+        (float("nan"), None),
+    ],
+)
+def test_normalize_arxiv_id(raw: object, expected: str | None) -> None:
+    assert normalize_arxiv_id(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (True, True),
+        (False, False),
+        (np.bool_(True), True),
+        ("true", True),
+        ("false", False),
+        (" TRUE ", True),
+        ("False", False),
+        ("1", True),
+        (0, False),
+        (None, None),
+        ("", None),
+    ],
+)
+def test_parse_is_official(raw: object, expected: bool | None) -> None:
+    assert parse_is_official(raw) is expected
+
+
+@pytest.mark.parametrize("raw", ["maybe", 2, 1.5, "официально"])
+def test_parse_is_official_rejects_garbage(raw: object) -> None:
+    with pytest.raises(ValueError, match="is_official"):
+        parse_is_official(raw)
+
+
+def test_normalize_framework_keeps_unknown_codes_visible() -> None:
+    assert normalize_framework(" PyTorch ") == "pytorch"
+    assert normalize_framework("none") == "none"  # PwC's "other languages and frameworks"
+    assert normalize_framework("tensorflow") == "tensorflow"
+    assert not archive.is_known_framework("tensorflow")
+    assert archive.is_known_framework("tf")
+    assert normalize_framework("") is None
+    assert normalize_framework(None) is None
+
+
+MAY_28 = dt.date(2018, 5, 28)
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "2018-05-28",
+        " 2018-05-28 ",
+        "2018-05-28T00:00:00",
+        "2018-05-28T23:59:59Z",
+        "2018-05-28T01:00:00+09:00",  # the date as written, in its own zone
+        dt.date(2018, 5, 28),
+        dt.datetime(2018, 5, 28, 13, 0),
+        pd.Timestamp("2018-05-28 13:00"),
+        pd.Timestamp("2018-05-28 13:00", tz="UTC"),
+        np.datetime64("2018-05-28T13:00"),
+        1527465600,  # epoch seconds
+        1527465600.0,
+        1527465600000,  # epoch milliseconds
+        1527465600000.0,
+        1527509000000,  # ms, later that day
+        "1527465600000",
+        1527465600000000,  # microseconds
+    ],
+)
+def test_parse_date_forms(raw: object) -> None:
+    assert parse_date(raw) == MAY_28
+
+
+@pytest.mark.parametrize(
+    "raw", [None, "", "  ", float("nan"), pd.NaT, np.datetime64("NaT"), "null"]
+)
+def test_parse_date_nulls(raw: object) -> None:
+    assert parse_date(raw) is None
+
+
+@pytest.mark.parametrize("raw", ["28/05/2018", "2018-13-01", "soon", True, [2018]])
+def test_parse_date_rejects_garbage(raw: object) -> None:
+    with pytest.raises(ValueError, match="date"):
+        parse_date(raw)
+
+
+def test_parse_date_before_1970() -> None:
+    assert parse_date(-86_400) == dt.date(1969, 12, 31)
+    assert parse_date("1958-07-01") == dt.date(1958, 7, 1)
+
+
+# --- reading: the real fixture in both formats ------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fixture_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    directory = tmp_path_factory.mktemp("fixture")
+    links = data.load_fixture_links()
+    papers = data.fixture_papers(links)
+    files = {}
+    for fmt in ("parquet", "json.gz"):
+        files[f"links.{fmt}"] = data.write_archive_file(
+            directory / f"links.{fmt}",
+            [data.records_batch(links, data.LINK_SCHEMA)],
+            data.LINK_SCHEMA,
+        )
+        schema = data.papers_schema()
+        files[f"papers.{fmt}"] = data.write_archive_file(
+            directory / f"papers.{fmt}", [data.records_batch(papers, schema)], schema
+        )
+    return files
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json.gz"])
+def test_read_fixture_links(fixture_files: dict[str, Path], fmt: str) -> None:
+    stats = ReadStats()
+    frames = list(read_links(fixture_files[f"links.{fmt}"], batch_size=1_000, stats=stats))
+    assert [len(f) for f in frames] == [1_000, 1_000, 297]
+    links = pd.concat(frames, ignore_index=True)
+    assert links.columns.tolist() == list(archive.LINK_COLUMNS)
+    assert len(links) == stats.rows == 2_297
+    assert links["paper_url"].nunique() == 2_200
+    assert links["framework"].value_counts().to_dict() == {
+        "pytorch": 961, "none": 909, "tf": 304, "jax": 39, "mindspore": 34,
+        "paddle": 32, "mxnet": 8, "caffe2": 6, "torch": 4,
+    }  # fmt: skip
+    assert links["is_official"].sum() == 1_421 and links["is_official"].notna().all()
+    assert links["arxiv_id"].isna().sum() == 133
+    assert not links["repo_url"].str.contains(r"/tree/|/blob/|[A-Z]|\.git$|/$").any()
+    assert links["repo_url"].str.fullmatch(r"https://github\.com/[^/]+/[^/]+").all()
+    # Links whose raw URLs differed only by case or sub-path now name one repository.
+    raw = [link["repo_url"] for link in data.load_fixture_links()]
+    assert links["repo_url"].nunique() < len(set(raw))
+    assert stats.problems() == []
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json.gz"])
+def test_read_fixture_papers(fixture_files: dict[str, Path], fmt: str) -> None:
+    papers = pd.concat(read_papers(fixture_files[f"papers.{fmt}"]), ignore_index=True)
+    assert papers.columns.tolist() == ["paper_url", "date"]
+    assert str(papers["date"].dtype) == "datetime64[s]"
+    expected = {p["paper_url"]: p["date"] for p in data.fixture_papers(data.load_fixture_links())}
+    got = dict(zip(papers["paper_url"], papers["date"].dt.strftime("%Y-%m-%d"), strict=True))
+    assert got == expected
+
+
+def test_fixture_csv_strings_read_from_json(tmp_path: Path) -> None:
+    """CSV-style values ("true"/"false", vN ids, blank ids) are normalised on the way in."""
+    records = [
+        {**link, "is_official": "true" if link["is_official"] else "false", "paper_arxiv_id": aid}
+        for link, aid in zip(
+            data.load_fixture_links()[:4], ["1810.10559v3", "", None, "1711.10485"], strict=True
+        )
+    ]
+    path = tmp_path / "links.json.gz"
+    with gzip.open(path, "wt") as file:
+        json.dump(records, file)
+    links = pd.concat(read_links(path), ignore_index=True)
+    assert links["is_official"].tolist() == [r["is_official"] == "true" for r in records]
+    assert links["arxiv_id"].tolist()[:1] == ["1810.10559"]
+    assert links["arxiv_id"].isna().tolist() == [False, True, True, False]
+
+
+# --- reading: generated archives --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    directory = tmp_path_factory.mktemp("synthetic")
+    data.write_synthetic_archive(directory, SMALL)
+    return directory
+
+
+def test_both_formats_read_the_same(synthetic_dir: Path) -> None:
+    def read_all(reader, name: str) -> pd.DataFrame:
+        return pd.concat(reader(synthetic_dir / name, batch_size=700), ignore_index=True)
+
+    links_pq = read_all(read_links, "links-between-papers-and-code.parquet")
+    links_js = read_all(read_links, "links-between-papers-and-code.json.gz")
+    pd.testing.assert_frame_equal(links_pq, links_js)
+    papers_pq = read_all(read_papers, "papers-with-abstracts.parquet")
+    papers_js = read_all(read_papers, "papers-with-abstracts.json.gz")
+    pd.testing.assert_frame_equal(papers_pq, papers_js)
+    assert len(links_pq) == SMALL.n_links and len(papers_pq) == SMALL.n_papers
+
+
+def test_generated_links_are_normalised(synthetic_dir: Path) -> None:
+    raw = pq.read_table(synthetic_dir / "links-between-papers-and-code.parquet").to_pandas()
+    links = pd.concat(read_links(synthetic_dir / "links-between-papers-and-code.parquet"))
+    links = links.reset_index(drop=True)
+    assert raw["paper_arxiv_id"].str.contains("v", na=False).any()
+    assert not links["arxiv_id"].str.contains("v", na=False).any()
+    assert links["arxiv_id"].fillna("-").tolist() == [
+        "-" if pd.isna(a) else a.split("v")[0] for a in raw["paper_arxiv_id"]
+    ]
+    messy = raw["repo_url"] != links["repo_url"]
+    assert messy.mean() > 0.05
+    # Every messy URL maps back to the generator's canonical form of some repository.
+    assert links["repo_url"].str.fullmatch(r"https://git(hub|lab)\.com/lab\d+/project-\d+").all()
+    assert (links["framework"] == raw["framework"]).all()
+    assert (links["is_official"] == raw["is_official"]).all()
+
+
+@pytest.mark.parametrize("encoding", ["timestamp", "epoch_ms", "epoch_s"])
+def test_papers_dates_in_any_encoding(tmp_path: Path, encoding: str) -> None:
+    spec = data.ArchiveSpec(n_links=10, n_papers=2_000, seed=2, date_encoding=encoding)
+    reference = data.ArchiveSpec(n_links=10, n_papers=2_000, seed=2)
+    paths = {}
+    for name, s in (("encoded", spec), ("strings", reference)):
+        paths[name] = data.write_parquet(
+            tmp_path / f"{name}.parquet",
+            data.synthetic_papers(s),
+            data.papers_schema(s.date_encoding),
+        )
+    stats = ReadStats()
+    encoded = pd.concat(read_papers(paths["encoded"], stats=stats), ignore_index=True)
+    strings = pd.concat(read_papers(paths["strings"]), ignore_index=True)
+    pd.testing.assert_frame_equal(encoded, strings)
+    assert stats.null_dates == strings["date"].isna().sum() > 0
+    assert stats.invalid_dates == 0
+
+
+def test_unknown_frameworks_are_kept_and_counted(tmp_path: Path) -> None:
+    spec = data.ArchiveSpec(n_links=2_000, n_papers=2_000, seed=8, unknown_framework_fraction=0.05)
+    path = data.write_parquet(tmp_path / "l.parquet", data.synthetic_links(spec), data.LINK_SCHEMA)
+    stats = ReadStats()
+    links = pd.concat(read_links(path, stats=stats))
+    assert len(links) == 2_000
+    unknown = int((links["framework"] == "tensorflow").sum())
+    assert unknown > 0 and stats.unknown_frameworks == Counter({"tensorflow": unknown})
+    assert "'tensorflow'" in stats.summary()
+
+
+def test_invalid_values_are_counted_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "odd.json.gz"
+    links = [
+        {"paper_url": "https://paperswithcode.com/paper/a", "paper_arxiv_id": None,
+         "repo_url": "", "is_official": "perhaps", "framework": None},
+        {"paper_url": "https://paperswithcode.com/paper/b", "paper_arxiv_id": "1.2",
+         "repo_url": "https://github.com/a/b", "is_official": True, "framework": "tf"},
+    ]  # fmt: skip
+    with gzip.open(path, "wt") as file:
+        json.dump(links, file)
+    stats = ReadStats()
+    frame = pd.concat(read_links(path, stats=stats), ignore_index=True)
+    assert len(frame) == 2
+    assert (stats.invalid_is_official, stats.missing_frameworks, stats.missing_repo_urls) == (
+        1,
+        1,
+        1,
+    )
+    papers_path = tmp_path / "papers.json.gz"
+    with gzip.open(papers_path, "wt") as file:
+        json.dump([{"paper_url": "a", "date": "someday"}, {"paper_url": "b", "date": None}], file)
+    stats = ReadStats()
+    papers = pd.concat(read_papers(papers_path, stats=stats), ignore_index=True)
+    assert papers["date"].isna().all()
+    assert (stats.invalid_dates, stats.null_dates) == (1, 1)
+
+
+def test_directory_of_shards_is_read_in_order(tmp_path: Path) -> None:
+    spec = data.ArchiveSpec(n_links=10, n_papers=3_000, seed=4)
+    batches = list(
+        data.synthetic_papers(data.ArchiveSpec(**{**spec.__dict__, "batch_size": 1_000}))
+    )
+    shards = tmp_path / "data"
+    shards.mkdir()
+    for i, batch in enumerate(batches):
+        data.write_parquet(shards / f"train-{i:05d}-of-00003.parquet", [batch], batch.schema)
+    papers = pd.concat(read_papers(shards), ignore_index=True)
+    whole = data.write_parquet(tmp_path / "all.parquet", batches, batches[0].schema)
+    pd.testing.assert_frame_equal(papers, pd.concat(read_papers(whole), ignore_index=True))
+
+
+# --- projection: abstracts are never read -----------------------------------------------------
+
+
+class CountingFile(io.RawIOBase):
+    """A file that counts the bytes read through it."""
+
+    def __init__(self, path: Path, counter: list[int]):
+        self._file = path.open("rb")
+        self._counter = counter
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        n = self._file.readinto(buffer)
+        self._counter[0] += n or 0
+        return n
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+def test_parquet_reader_reads_only_the_needed_columns(
+    synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = synthetic_dir / "papers-with-abstracts.parquet"
+    metadata = pq.ParquetFile(path).metadata
+    abstract_bytes = sum(
+        metadata.row_group(g).column(c).total_compressed_size
+        for g in range(metadata.num_row_groups)
+        for c in range(metadata.num_columns)
+        if metadata.row_group(g).column(c).path_in_schema in ("abstract", "short_abstract")
+    )
+    counter = [0]
+    monkeypatch.setattr(archive, "_open_binary", lambda p: CountingFile(p, counter))
+    requested: list[list[str]] = []
+    iter_batches = pq.ParquetFile.iter_batches
+
+    def recording(self, *args, **kwargs):
+        requested.append(kwargs.get("columns"))
+        return iter_batches(self, *args, **kwargs)
+
+    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recording)
+    papers = pd.concat(read_papers(path))
+    assert len(papers) == SMALL.n_papers
+    assert requested == [["paper_url", "date"]]
+    assert abstract_bytes > 1_000_000
+    # Everything read is a fraction of the abstracts alone.
+    assert 0 < counter[0] < abstract_bytes / 4
+
+
+def test_json_reader_keeps_only_the_needed_keys(tmp_path: Path) -> None:
+    spec = data.ArchiveSpec(n_links=10, n_papers=1_500, seed=6, abstract_chars=20_000)
+    path = data.write_json_gz(tmp_path / "p.json.gz", data.synthetic_papers(spec))
+    tracemalloc.start()
+    try:
+        # One batch holds every paper: if abstracts were kept that is ≥ 30 MB of text.
+        frames = list(read_papers(path, batch_size=10_000))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(frames) == 1 and len(frames[0]) == 1_500
+    assert frames[0].columns.tolist() == ["paper_url", "date"]
+    assert peak < 8_000_000
+
+
+# --- bad archives -----------------------------------------------------------------------------
+
+
+def _bad_file(tmp_path: Path, kind: str, synthetic_dir: Path) -> Path:
+    links_gz = (synthetic_dir / "links-between-papers-and-code.json.gz").read_bytes()
+    links_pq = (synthetic_dir / "links-between-papers-and-code.parquet").read_bytes()
+    path = tmp_path / {"truncated-parquet": "x.parquet", "wrong-columns": "x.parquet"}.get(
+        kind, "x.json.gz"
+    )
+    if kind == "truncated-gzip":
+        path.write_bytes(links_gz[: len(links_gz) // 2])
+    elif kind == "truncated-json":
+        path.write_bytes(gzip.compress(gzip.decompress(links_gz)[:50_000]))
+    elif kind == "not-an-array":
+        path.write_bytes(gzip.compress(b'{"paper_url": "x"}'))
+    elif kind == "not-json":
+        path.write_bytes(gzip.compress(b"paper_url,repo_url\nx,y\n"))
+    elif kind == "wrong-json-fields":
+        path.write_bytes(gzip.compress(json.dumps([{"paper_url": "x", "date": None}]).encode()))
+    elif kind == "truncated-parquet":
+        path.write_bytes(links_pq[: len(links_pq) // 2])
+    elif kind == "wrong-columns":
+        pq.write_table(pa.table({"paper_url": ["x"], "date": ["2020-01-01"]}), path)
+    elif kind == "html":
+        path.write_bytes(fake.HTML_PAGE)
+    elif kind == "garbage":
+        path.write_bytes(b"paper_url,repo_url\n" * 10)
+    elif kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "missing":
+        pass
+    return path
+
+
+BAD_KINDS = {
+    "truncated-gzip": "damaged gzip",
+    "truncated-json": "damaged JSON",
+    "not-an-array": "not a JSON array",
+    "not-json": "not a JSON array",
+    "wrong-json-fields": "lack field(s) paper_arxiv_id, repo_url, is_official, framework",
+    "truncated-parquet": "damaged Parquet",
+    "wrong-columns": "lacks column(s) paper_arxiv_id, repo_url, is_official, framework",
+    "html": "HTML page",
+    "garbage": "neither Parquet nor gzip",
+    "empty": "empty",
+    "missing": "not found",
+}
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_KINDS))
+def test_bad_archives_raise_one_line_archive_errors(
+    tmp_path: Path, synthetic_dir: Path, kind: str
+) -> None:
+    path = _bad_file(tmp_path, kind, synthetic_dir)
+    with pytest.raises(ArchiveError) as caught:
+        for _ in read_links(path, batch_size=500):
+            pass
+    message = str(caught.value)
+    assert BAD_KINDS[kind] in message
+    assert message.startswith(str(path)) and "\n" not in message
+
+
+def test_empty_directory_is_an_archive_error(tmp_path: Path) -> None:
+    with pytest.raises(ArchiveError, match="no .parquet or .json.gz"):
+        list(read_papers(tmp_path))
+
+
+# --- fetching ---------------------------------------------------------------------------------
+
+PARQUET_BYTES = b"PAR1" + bytes(range(256)) * 400 + b"PAR1"
+GZIP_BYTES = gzip.compress(json.dumps([{"a": i} for i in range(3000)]).encode())
+
+
+def test_local_paths_are_used_directly(tmp_path: Path) -> None:
+    local = tmp_path / "links.parquet"
+    local.write_bytes(PARQUET_BYTES)
+    http = fake.FastHttp().client()
+    result = fetch_archive(str(local), tmp_path / "cache", http)
+    assert result.path == local and not result.downloaded
+    assert fetch_archive_file(f"file://{local}", tmp_path / "cache", http) == local
+    assert not (tmp_path / "cache").exists()
+    with pytest.raises(ArchiveError, match="not found"):
+        fetch_archive_file(str(tmp_path / "nope.parquet"), tmp_path / "cache", http)
+
+
+def test_download_then_conditional_get_skips(tmp_path: Path) -> None:
+    cache = tmp_path / "cache"
+    with fake.ArchiveFileServer({"data/train.parquet": PARQUET_BYTES}) as server:
+        http = fake.FastHttp().client()
+        url = server.url("data/train.parquet")
+        first = fetch_archive(url, cache, http)
+        assert first.downloaded and first.path.read_bytes() == PARQUET_BYTES
+        assert first.path.parent == cache and first.path.name.endswith("train.parquet")
+        sidecar = json.loads(first.path.with_name(first.path.name + ".meta.json").read_text())
+        assert sidecar["size"] == len(PARQUET_BYTES) and sidecar["etag"].startswith('"')
+        assert sidecar["last_modified"] and sidecar["url"] == url
+        mtime = first.path.stat().st_mtime_ns
+
+        second = fetch_archive(url, cache, http)
+        assert not second.downloaded and second.status == 304 and second.path == first.path
+        assert first.path.stat().st_mtime_ns == mtime
+        assert server.full_downloads("data/train.parquet") == 1
+        conditional = server.requests_to("/data/train.parquet")[-1].headers
+        assert conditional["If-None-Match"] == sidecar["etag"]
+        assert conditional["If-Modified-Since"] == sidecar["last_modified"]
+
+        server.put("data/train.parquet", GZIP_BYTES)  # a new version on the server
+        third = fetch_archive(url, cache, http)
+        assert third.downloaded and third.path.read_bytes() == GZIP_BYTES
+        assert server.full_downloads("data/train.parquet") == 2
+    assert sorted(p.name.split("-", 1)[1] for p in cache.iterdir()) == [
+        "train.parquet",
+        "train.parquet.meta.json",
+    ]
+
+
+def test_matching_validators_skip_when_server_ignores_conditionals(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.parquet": PARQUET_BYTES}, conditional=False) as server:
+        http = fake.FastHttp().client()
+        first = fetch_archive(server.url("f.parquet"), tmp_path, http)
+        mtime = first.path.stat().st_mtime_ns
+        second = fetch_archive(server.url("f.parquet"), tmp_path, http)
+        assert first.downloaded and not second.downloaded and second.status == 200
+        assert first.path.stat().st_mtime_ns == mtime
+
+
+def test_without_validators_every_fetch_downloads(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.parquet": PARQUET_BYTES}, validators=False) as server:
+        http = fake.FastHttp().client()
+        assert fetch_archive(server.url("f.parquet"), tmp_path, http).downloaded
+        assert fetch_archive(server.url("f.parquet"), tmp_path, http).downloaded
+
+
+def test_damaged_cached_copy_is_fetched_again(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.parquet": PARQUET_BYTES}) as server:
+        http = fake.FastHttp().client()
+        path = fetch_archive_file(server.url("f.parquet"), tmp_path, http)
+        path.write_bytes(PARQUET_BYTES[:100])
+        again = fetch_archive(server.url("f.parquet"), tmp_path, http)
+        assert again.downloaded and again.path.read_bytes() == PARQUET_BYTES
+
+
+def test_html_page_instead_of_file(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.parquet": PARQUET_BYTES}) as server:
+        http = fake.FastHttp().client()
+        server.fail_next(fake.html_page())
+        with pytest.raises(ArchiveError, match="HTML page instead of the archive") as caught:
+            fetch_archive(server.url("f.parquet"), tmp_path, http)
+        assert "\n" not in str(caught.value)
+        assert list(tmp_path.iterdir()) == []  # nothing half-written stays behind
+        # An HTML body with a binary content type is caught by sniffing.
+        server.fail_next(fake.Fault(content_type="application/octet-stream"))
+        with pytest.raises(ArchiveError, match="HTML page"):
+            fetch_archive(server.url("f.parquet"), tmp_path, http)
+        good = fetch_archive(server.url("f.parquet"), tmp_path, http)
+        server.fail_next(fake.html_page())  # CDN error page on the revalidation: copy survives
+        with pytest.raises(ArchiveError):
+            fetch_archive(server.url("f.parquet"), tmp_path, http)
+        assert good.path.read_bytes() == PARQUET_BYTES
+
+
+def test_body_that_is_neither_parquet_nor_gzip(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.parquet": b"id,name\n1,x\n" * 50}) as server:
+        with pytest.raises(ArchiveError, match="neither Parquet nor gzip"):
+            fetch_archive(server.url("f.parquet"), tmp_path, fake.FastHttp().client())
+        assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_remote_file(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({}) as server, pytest.raises(ArchiveError, match="HTTP 404"):
+        fetch_archive(server.url("gone.parquet"), tmp_path, fake.FastHttp().client())
+
+
+def test_truncated_download_and_503_are_retried(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.json.gz": GZIP_BYTES}) as server:
+        client = fake.FastHttp()
+        server.fail_next(fake.truncated(), fake.status(503))
+        result = fetch_archive(server.url("f.json.gz"), tmp_path, client.client())
+        assert result.downloaded and result.path.read_bytes() == GZIP_BYTES
+        assert [r.status for r in server.requests] == [200, 503, 200]
+        assert len(client.sleeps) == 2
+
+
+def test_persistent_failures_end_as_source_unavailable(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.json.gz": GZIP_BYTES}) as server:
+        server.fail_next(fake.status(429, retry_after=30), fake.truncated(), fake.status(503))
+        client = fake.FastHttp(max_attempts=3)
+        with pytest.raises(SourceUnavailable, match="gave up after 3 attempts"):
+            fetch_archive(server.url("f.json.gz"), tmp_path, client.client())
+        assert client.sleeps[0] == 30  # Retry-After honoured
+        assert not (tmp_path / archive._cache_name(server.url("f.json.gz"))).exists()
+
+
+def test_interrupted_download_resumes_with_range(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.json.gz": GZIP_BYTES}) as server:
+        url = server.url("f.json.gz")
+        server.fail_next(fake.truncated())
+        with pytest.raises(SourceUnavailable):
+            fetch_archive(url, tmp_path, fake.FastHttp(max_attempts=1).client())
+        part = tmp_path / (archive._cache_name(url) + ".part")
+        assert 0 < part.stat().st_size < len(GZIP_BYTES)
+        result = fetch_archive(url, tmp_path, fake.FastHttp().client())
+        assert result.downloaded and result.path.read_bytes() == GZIP_BYTES
+        resumed = server.requests[-1]
+        assert resumed.status == 206 and resumed.headers["Range"] == f"bytes={part_size(server)}-"
+        assert resumed.body_bytes < len(GZIP_BYTES)
+        assert not part.exists()
+
+
+def part_size(server: fake.ArchiveFileServer) -> int:
+    return server.requests[0].body_bytes
+
+
+def test_resume_restarts_when_the_file_changed(tmp_path: Path) -> None:
+    with fake.ArchiveFileServer({"f.json.gz": GZIP_BYTES}) as server:
+        url = server.url("f.json.gz")
+        server.fail_next(fake.truncated())
+        with pytest.raises(SourceUnavailable):
+            fetch_archive(url, tmp_path, fake.FastHttp(max_attempts=1).client())
+        new = gzip.compress(b"[" + b",".join(b"%d" % i for i in range(5000)) + b"]")
+        server.put("f.json.gz", new)
+        result = fetch_archive(url, tmp_path, fake.FastHttp().client())
+        assert result.path.read_bytes() == new
+        assert server.requests[-1].status == 200  # If-Range did not match: whole file
