@@ -115,20 +115,21 @@ def runs(ctx: click.Context, limit: int, fmt: str) -> None:
 @format_option
 @click.pass_context
 def status(ctx: click.Context, fmt: str) -> None:
-    """Show, per source, the last success, the last failure and the rows it produced."""
+    """Show each enabled source's health; exit 1 when one is overdue (for monitoring).
+
+    Per source: its schedule, the last successful collect, the last failure with its message,
+    when it is next due, its freshness (ok; due; overdue: the schedule fired more than
+    [scheduler] misfire_grace_hours ago without a success since; never: no success yet), its
+    framework_share rows and latest period, and the rows its runs stored per table.
+    """
+    from pipeline.sources import enabled_sources
+
     app = get_app(ctx)
     app.prepare_for_reading()
-    statuses = reports.source_status(app.engine, list(reports.SHARE_SOURCE_OF))
-    columns = [
-        "source",
-        "last_success",
-        "last_failure",
-        "last_error",
-        "share_rows",
-        "latest_period",
-    ]
-    rows = [tuple(getattr(s, c) for c in columns) for s in statuses]
-    write_rows(fmt, columns, rows, sys.stdout)
+    statuses = reports.source_status(app.engine, app.settings, enabled_sources(app.settings))
+    rows = [tuple(getattr(s, c) for c in reports.STATUS_COLUMNS) for s in statuses]
+    write_rows(fmt, reports.STATUS_COLUMNS, rows, sys.stdout)
+    reports.check_fresh(statuses)
 
 
 @main.command()
@@ -165,14 +166,19 @@ def shares(
     )
     if fmt != "table":
         write_rows(fmt, columns, rows, sys.stdout)
+        for note in reports.period_notes(app.engine).values():
+            click.echo(f"note: {note}", err=True)
         return
     if not rows:
         click.echo("No shares stored yet for this selection.", err=True)
         return
     tables = reports.pivot_shares(rows, list(app.settings.frameworks))
+    notes = reports.period_notes(app.engine)
     for (group_source, variant, group_granularity), (head, body) in tables.items():
         click.echo(f"\n{group_source} / {variant} / {group_granularity}")
         write_rows("table", head, body, sys.stdout)
+        if (group_source, group_granularity) in notes:
+            click.echo(f"note: {notes[group_source, group_granularity]}")
 
 
 @main.command()
@@ -275,6 +281,41 @@ def backfill_gtrends(
     click.echo(f"gtrends backfill ok: {run.requests} requests, {run.rows} rows", err=True)
 
 
+@backfill.command("pwc")
+@click.option("--links", help="Links file: an http(s) URL or a path, .parquet or .json.gz.")
+@click.option(
+    "--papers",
+    multiple=True,
+    help="Papers file(s): URL or path, .parquet or .json.gz; repeat for sharded files.",
+)
+@click.option("--force", is_flag=True, help="Import even if the files are unchanged.")
+@click.pass_context
+def backfill_pwc(
+    ctx: click.Context, links: str | None, papers: tuple[str, ...], force: bool
+) -> None:
+    """Import the frozen Papers-with-Code archive (links and papers) and aggregate shares.
+
+    Defaults to [pwc] links_url and papers_url. Downloads are cached in [pwc] cache_dir and
+    skipped when unchanged; the import is one transaction, so a bad file changes nothing, and
+    an unchanged archive is not imported again.
+    """
+    from pipeline.sources.pwc import archive_source
+
+    app = get_app(ctx)
+    report = archive_source.backfill(
+        app,
+        links or app.settings.pwc.links_url,
+        list(papers) or app.settings.pwc.papers_locations,
+        force=force,
+    )
+    for problem in report.problems:
+        click.echo(f"warning: {problem}", err=True)
+    if report.imported:
+        click.echo(f"imported {report.links} links and {report.papers} papers", err=True)
+    else:
+        click.echo("archive unchanged since the last import; nothing to do", err=True)
+
+
 @main.command()
 @click.pass_context
 def aggregate(ctx: click.Context) -> None:
@@ -285,6 +326,90 @@ def aggregate(ctx: click.Context) -> None:
     from pipeline.collect import aggregate_all
 
     click.echo(f"wrote {aggregate_all(get_app(ctx))} derived rows", err=True)
+
+
+@main.command()
+@click.option(
+    "--source",
+    default="gtrends",
+    show_default=True,
+    help="framework_share source to draw (gtrends, pwc, pwc-api, …).",
+)
+@click.option(
+    "--granularity",
+    type=click.Choice(reports.GRANULARITIES),
+    help="Period (default: week for gtrends, quarter for pwc, else the only one stored).",
+)
+@click.option("--variant", help="Sub-series (default: the [gtrends] geo, `all` for pwc).")
+@click.option("--start", help="First period_start (YYYY-MM-DD; gtrends default: 5 years ago).")
+@click.option("--end", help="Last period_start (YYYY-MM-DD).")
+@click.option(
+    "--kind",
+    type=click.Choice(["lines", "area"]),
+    help="Lines, or stacked areas (default: lines for gtrends, area for pwc).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="Chart file: .png, .svg, or .html (inline SVG plus a data table).",
+)
+@click.pass_context
+def plot(
+    ctx: click.Context,
+    source: str,
+    granularity: str | None,
+    variant: str | None,
+    start: str | None,
+    end: str | None,
+    kind: str | None,
+    output: Path,
+) -> None:
+    """Draw each framework's share over time to a PNG, SVG or HTML file.
+
+    The defaults draw the article charts: `trends plot -o gtrends.png` (Google Trends, weekly
+    shares of search interest over the last five years, lines) and
+    `trends plot --source pwc -o pwc.svg` (Papers with Code, quarterly share of
+    implementations, stacked areas). Colours come from [frameworks.X] color.
+    """
+    from pipeline.plot import plot_shares
+
+    app = get_app(ctx)
+    app.prepare_for_reading()
+    chart = plot_shares(
+        app.engine,
+        app.settings,
+        output,
+        source=source,
+        granularity=granularity,
+        variant=variant,
+        start=reports.parse_date(start, "--start"),
+        end=reports.parse_date(end, "--end"),
+        kind=kind,
+    )
+    click.echo(f"wrote {chart.title} ({len(chart.periods)} periods) to {output}", err=True)
+
+
+@main.command()
+@click.option(
+    "--run-now",
+    is_flag=True,
+    help="Also run every job once at start, then follow the schedules (to check a deployment).",
+)
+@click.pass_context
+def schedule(ctx: click.Context, run_now: bool) -> None:
+    """Run the enabled collectors on their cron schedules, in the foreground, until stopped.
+
+    One job per enabled source ([gtrends] schedule, [pwc] archive_schedule, api_schedule, read
+    in [scheduler] timezone); each runs `trends collect SOURCE` under the writer lock, so a
+    fire that finds a cron run holding it is logged and skipped. Missed fires are run once if
+    at most [scheduler] misfire_grace_hours late. SIGINT/SIGTERM let the running collection
+    finish, then exit 0; a second signal exits at once.
+    """
+    from pipeline.scheduler import run_scheduler
+
+    run_scheduler(get_app(ctx), run_now=run_now)
 
 
 @main.group()

@@ -60,18 +60,27 @@ def last_success(engine: Engine, source: str) -> datetime | None:
 
 
 def run_step(app: App, source: Source, run: RunRecord, work: Callable[[], None]) -> None:
-    """Run a source's ``work`` then re-aggregate; failures become the run's status and message."""
+    """Run a source's ``work`` then re-aggregate; the first failure becomes the run's status.
+
+    Whatever was committed is aggregated, even after a partial or failed collection.
+    """
     for step in (work, lambda: _aggregate_into(app, source, run)):
         try:
             step()
         except SourceUnavailable as error:
-            run.partial(str(error))
+            _first_failure(run, "partial", str(error))
         except (SourceError, TrendsError) as error:
-            run.failed(str(error))
+            _first_failure(run, "failed", str(error))
         except Exception as error:  # a bug must not stop other sources; -v shows the traceback
             log.debug("%s failed", source.name, exc_info=True)
-            run.failed(f"{type(error).__name__}: {error}")
-        # Whatever was committed is aggregated, even after a partial or failed collection.
+            _first_failure(run, "failed", f"{type(error).__name__}: {error}")
+
+
+def _first_failure(run: RunRecord, status: str, message: str) -> None:
+    if run.status == "ok":
+        run.status, run.error = status, message
+    else:
+        log.error("%s: also: %s", run.source, message)
 
 
 def _aggregate_into(app: App, source: Source, run: RunRecord) -> None:

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Engine, func, inspect, select
+from sqlalchemy import Connection, Engine, func, inspect, select
 
-from pipeline.errors import UsageError
+from pipeline.errors import StepFailed, UsageError
 from pipeline.output import atomic_path, write_parquet, write_rows
 from pipeline.readonly import readonly_query
-from storage.models import FrameworkShare, Run
+from storage.models import Base, FrameworkShare, Run, SourceState
+
+if TYPE_CHECKING:
+    from pipeline.config import Settings
+    from pipeline.sources import Source
 
 GRANULARITIES = ("day", "week", "month", "quarter", "year")
 # Collector name -> the framework_share.source it writes.
@@ -38,45 +43,129 @@ def recent_runs(engine: Engine, limit: int = 20) -> tuple[list[str], list[tuple[
 
 @dataclass
 class SourceStatus:
+    """One enabled source's health, as ``trends status`` shows it."""
+
     source: str
-    last_success: str | None
+    schedule: str
+    last_success: str | None  # when the last successful collect run finished
     last_failure: str | None
     last_error: str | None
+    next_due: str | None  # None: due now (never succeeded)
+    freshness: str  # ok | due | overdue | never
     share_rows: int
     latest_period: str | None
+    stored_rows: str  # rows its runs wrote to tables with a run_id, e.g. "raw_responses=3"
+
+    @property
+    def overdue(self) -> bool:
+        return self.freshness in ("overdue", "never")
 
 
-def source_status(engine: Engine, sources: list[str]) -> list[SourceStatus]:
-    """Per collector: the last successful and failed runs and what it has in framework_share."""
+STATUS_COLUMNS = [f.name for f in dataclasses.fields(SourceStatus)]
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if moment else None
+
+
+def _freshness(due_at: datetime | None, now: datetime, grace: timedelta) -> str:
+    if due_at is None:
+        return "never"
+    if due_at > now:
+        return "ok"
+    return "due" if now - due_at <= grace else "overdue"
+
+
+def _stored_rows(connection: Connection, source: str) -> str:
+    """Rows the source's runs wrote, for every table that records its run (``run_id``)."""
+    counts = []
+    for table in Base.metadata.sorted_tables:
+        if "run_id" not in table.c:
+            continue
+        count = connection.execute(
+            select(func.count())
+            .select_from(table.join(Run.__table__, table.c.run_id == Run.id))
+            .where(Run.source == source)
+        ).scalar_one()
+        if count:
+            counts.append(f"{table.name}={count}")
+    return ", ".join(counts)
+
+
+def source_status(
+    engine: Engine, settings: Settings, sources: list[Source], now: datetime | None = None
+) -> list[SourceStatus]:
+    """Per source: last success and failure, freshness against its schedule, rows it has.
+
+    Overdue: the schedule fired more than ``[scheduler] misfire_grace_hours`` ago without a
+    successful ``collect`` since (or the source never succeeded).
+    """
+    from pipeline.schedule import next_due  # local imports keep `trends --help` light
+
+    now = now or datetime.now(UTC)
+    grace = timedelta(hours=settings.scheduler.misfire_grace_hours)
     statuses = []
     with engine.connect() as connection:
         for source in sources:
-            last_ok = connection.execute(
-                select(func.max(Run.finished_at)).where(Run.source == source, Run.status == "ok")
-            ).scalar()
+            success = connection.execute(
+                select(Run.started_at, Run.finished_at)
+                .where(Run.source == source.name, Run.command == "collect", Run.status == "ok")
+                .order_by(Run.started_at.desc(), Run.id.desc())
+                .limit(1)
+            ).first()
             failure = connection.execute(
                 select(Run.finished_at, Run.error)
-                .where(Run.source == source, Run.status.in_(("failed", "partial")))
+                .where(Run.source == source.name, Run.status.in_(("failed", "partial")))
                 .order_by(Run.id.desc())
                 .limit(1)
             ).first()
-            share_source = SHARE_SOURCE_OF.get(source, source)
             rows, latest = connection.execute(
                 select(func.count(), func.max(FrameworkShare.period_start)).where(
-                    FrameworkShare.source == share_source
+                    FrameworkShare.source == source.share_source
                 )
             ).one()
+            started = datetime.fromisoformat(success[0].replace("Z", "+00:00")) if success else None
+            due_at = next_due(settings, source, started)
             statuses.append(
                 SourceStatus(
-                    source=source,
-                    last_success=last_ok,
+                    source=source.name,
+                    schedule=f"{source.schedule(settings)} ({settings.scheduler.timezone})",
+                    last_success=success[1] if success else None,
                     last_failure=failure[0] if failure else None,
                     last_error=failure[1] if failure else None,
+                    next_due=_iso(due_at),
+                    freshness=_freshness(due_at, now, grace),
                     share_rows=rows,
                     latest_period=latest,
+                    stored_rows=_stored_rows(connection, source.name),
                 )
             )
     return statuses
+
+
+def check_fresh(statuses: list[SourceStatus]) -> None:
+    """Raise :class:`StepFailed` (exit 1, for monitoring) when an enabled source is overdue."""
+    late = [
+        f"{s.source} ({'never collected' if s.freshness == 'never' else f'due {s.next_due}'})"
+        for s in statuses
+        if s.overdue
+    ]
+    if late:
+        raise StepFailed(f"overdue: {', '.join(late)}")
+
+
+def period_notes(engine: Engine) -> dict[tuple[str, str], str]:
+    """Notes sources leave about their data, e.g. an incomplete last quarter, by
+    (framework_share.source, granularity). Stored as ``source_state`` keys ``note:SOURCE:GRAN``."""
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(SourceState.key, SourceState.value).where(SourceState.key.like("note:%"))
+        ).all()
+    notes = {}
+    for key, value in rows:
+        _, source, granularity = key.split(":", 2)
+        notes[source, granularity] = value
+    return notes
 
 
 def parse_date(text: str | None, option: str) -> str | None:

@@ -9,10 +9,11 @@ process that died: it is marked ``failed``.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -28,6 +29,12 @@ STALE_RUN_ERROR = "the process ended before the run finished (killed or crashed)
 
 def utc_now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc_today() -> date:
+    """Today in UTC; ``TRENDS_TODAY=YYYY-MM-DD`` pretends another day (tests, replays)."""
+    pretend = os.environ.get("TRENDS_TODAY")
+    return date.fromisoformat(pretend) if pretend else datetime.now(UTC).date()
 
 
 @contextmanager

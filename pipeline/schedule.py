@@ -77,7 +77,9 @@ class CrontabTrigger(BaseTrigger):
     def __init__(self, expression: str, timezone: str | tzinfo = SCHEDULE_TIMEZONE):
         fields = expression.split()
         if len(fields) != 5:
-            raise ValueError(f"expected 5 fields (minute hour day month weekday), got {expression!r}")
+            raise ValueError(
+                f"expected 5 fields (minute hour day month weekday), got {expression!r}"
+            )
         minute, hour, day, month, weekday = fields
         self.expression = expression
         self.timezone = ZoneInfo(timezone) if isinstance(timezone, str) else timezone

@@ -190,7 +190,6 @@ class PwcPaper(Base):
     __tablename__ = "pwc_papers"
 
     paper_url: Mapped[str] = mapped_column(Text, primary_key=True)
-    arxiv_id: Mapped[str | None] = mapped_column(String(40))
     published: Mapped[str | None] = mapped_column(String(10))
 
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-from sqlalchemy import Connection, Table, bindparam, or_
+from sqlalchemy import Connection, Table, bindparam, delete, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import DeclarativeBase
 
@@ -80,3 +80,23 @@ def upsert(
         changed += max(result.rowcount, 0)
         batch = list(islice(iterator, CHUNK_ROWS))
     return changed
+
+
+def replace_rows(
+    connection: Connection,
+    target: Table | type[DeclarativeBase],
+    rows: list[Mapping[str, Any]],
+    key: Sequence[str],
+    scope: Sequence[Any],
+) -> int:
+    """Make the rows matching ``scope`` (WHERE clauses) exactly ``rows``: upsert them and
+    delete the others. Unchanged rows are not touched, so rebuilding derived data that did not
+    change changes nothing (ids and all). Returns the rows inserted, changed or deleted."""
+    table = _table(target)
+    changed = upsert(connection, table, rows, key) if rows else 0
+    wanted = {tuple(row[name] for name in key) for row in rows}
+    existing = connection.execute(select(table.c.id, *(table.c[name] for name in key)).where(*scope))
+    stale = [row[0] for row in existing if tuple(row[1:]) not in wanted]
+    for first in range(0, len(stale), CHUNK_ROWS):
+        connection.execute(delete(table).where(table.c.id.in_(stale[first : first + CHUNK_ROWS])))
+    return changed + len(stale)

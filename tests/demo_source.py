@@ -112,3 +112,13 @@ def only_demo_source() -> Iterator[Source]:
     finally:
         SOURCES.clear()
         SOURCES.update(saved)
+
+
+if __name__ == "__main__":
+    # `python -m tests.demo_source [trends options]`: the trends CLI with only the demo source,
+    # for tests that need a real process (the scheduler and its signals).
+    from pipeline.cli import main
+
+    SOURCES.clear()
+    SOURCES[NAME] = DEMO
+    main(prog_name="trends")

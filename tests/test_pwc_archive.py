@@ -651,3 +651,39 @@ def test_resume_restarts_when_the_file_changed(tmp_path: Path) -> None:
         result = fetch_archive(url, tmp_path, fake.FastHttp().client())
         assert result.path.read_bytes() == new
         assert server.requests[-1].status == 200  # If-Range did not match: whole file
+
+
+@pytest.mark.parametrize("column_type", [pa.float64(), pa.int64(), pa.string()])
+def test_vectorised_dates_agree_with_parse_date(tmp_path: Path, column_type: pa.DataType) -> None:
+    numbers = [1527465600000, 1527509000000, None, -86400, 1527465600, 1527465600000000]
+    values = numbers
+    if column_type == pa.string():
+        values = [None if v is None else str(v) for v in numbers]
+    path = tmp_path / "dates.parquet"
+    urls = [f"u{i}" for i in range(len(values))]
+    pq.write_table(pa.table({"paper_url": urls, "date": pa.array(values, column_type)}), path)
+    papers = pd.concat(read_papers(path), ignore_index=True)
+    got = [None if pd.isna(v) else v.date() for v in papers["date"]]
+    assert got == [parse_date(v) for v in numbers]
+    assert got[:2] == [MAY_28, MAY_28] and got[3] == dt.date(1969, 12, 31)
+
+
+def test_parquet_with_csv_style_strings(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "paper_url": ["p1", "p2", "p3"],
+            "paper_arxiv_id": ["2101.00001v2", "", None],
+            "repo_url": ["https://github.com/A/B/", "https://github.com/a/b.git", None],
+            "is_official": ["true", "false", "maybe"],
+            "framework": ["tf", "PyTorch", "tensorflow"],
+        }
+    )
+    path = tmp_path / "links.parquet"
+    pq.write_table(table, path)
+    stats = ReadStats()
+    links = pd.concat(read_links(path, stats=stats), ignore_index=True)
+    assert links["repo_url"].tolist()[:2] == ["https://github.com/a/b"] * 2
+    assert links["is_official"].tolist()[:2] == [True, False] and pd.isna(links["is_official"][2])
+    assert links["framework"].tolist() == ["tf", "pytorch", "tensorflow"]
+    assert stats.invalid_is_official == 1 and stats.missing_repo_urls == 1
+    assert stats.unknown_frameworks == Counter({"tensorflow": 1})

@@ -62,3 +62,22 @@ register(
         schedule=lambda settings: settings.gtrends.schedule,
     )
 )
+
+register(
+    Source(
+        name="pwc-archive",
+        module="pipeline.sources.pwc.archive_source",
+        share_source="pwc",
+        enabled=lambda settings: settings.pwc.archive_enabled,
+        schedule=lambda settings: settings.pwc.archive_schedule,
+    )
+)
+register(
+    Source(
+        name="pwc-api",
+        module="pipeline.sources.pwc.api_source",
+        share_source="pwc-api",
+        enabled=lambda settings: settings.pwc.api_enabled,
+        schedule=lambda settings: settings.pwc.api_schedule,
+    )
+)

@@ -1,6 +1,6 @@
 """Read the real Google Trends recordings (pytrends' VCR cassettes) as plain Python objects.
 
-The cassettes live in /work/shared/fixtures/gtrends_cassettes (see SOURCE.md there). Response
+The cassettes live in tests/fixtures/gtrends_cassettes (see SOURCE.md there). Response
 bodies are stored as YAML ``!!binary`` (base64) and are usually gzip-compressed; this module
 returns the exact bytes Google sent, decompressed.
 """
@@ -8,16 +8,13 @@ returns the exact bytes Google sent, decompressed.
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
-CASSETTE_DIR = Path(
-    os.environ.get("GTRENDS_CASSETTE_DIR", "/work/shared/fixtures/gtrends_cassettes")
-)
+CASSETTE_DIR = Path(__file__).resolve().parent.parent / "fixtures" / "gtrends_cassettes"
 
 
 @dataclass(frozen=True)

@@ -35,7 +35,7 @@ import math
 import threading
 import time
 from collections import defaultdict, deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from http import HTTPStatus
@@ -493,7 +493,7 @@ class FakeGoogleTrends:
         digest = hmac.new(self._secret, canonical, hashlib.sha256).digest()
         return "APP6_UEAAAAA" + base64.urlsafe_b64encode(digest).decode()[:32]
 
-    # endpoint logic (pure: query parameters in, (status, content type, body) out)
+    # endpoint logic: query parameters in, (JSON document, log record) out; BadRequest → 4xx
     def resolve_timeframe(self, timeframe: str) -> tuple[date, date]:
         if timeframe == "all":
             return FIRST_DAY, self.today
@@ -571,23 +571,11 @@ class FakeGoogleTrends:
             "requestOptions": options,
             "userConfig": user,
         }
-        widgets = [
-            {
-                "request": timeseries_request,
-                "token": self.sign(timeseries_request),
-                "id": "TIMESERIES",
-                "type": "fe_line_chart",
-                "title": "Interest over time",
-                "template": "fe",
-            },
-        ]
+        time_range = timeseries_request["time"]
         geo_request = {
             "geo": geo_object(items[0].get("geo", "")),
             "comparisonItem": [
-                {
-                    "time": timeseries_request["time"],
-                    "complexKeywordsRestriction": restriction(item["keyword"]),
-                }
+                {"time": time_range, "complexKeywordsRestriction": restriction(item["keyword"])}
                 for item in items
             ],
             "resolution": "COUNTRY",
@@ -595,66 +583,39 @@ class FakeGoogleTrends:
             "requestOptions": options,
             "userConfig": user,
         }
+        related = {"restriction": {"geo": geo_request["geo"], "time": time_range}}
+        # Widget lists as recorded: 1 keyword → 4 widgets; N keywords → 2 + 3N widgets.
+        widgets = [self._widget(timeseries_request, "TIMESERIES", "fe_line_chart")]
         if len(items) == 1:
-            widgets.append(
-                {
-                    "request": geo_request,
-                    "token": self.sign(geo_request),
-                    "id": "GEO_MAP",
-                    "type": "fe_geo_chart_explore",
-                }
-            )
-            for widget_id in ("RELATED_TOPICS", "RELATED_QUERIES"):
-                related = {
-                    "restriction": {"geo": geo_request["geo"], "time": timeseries_request["time"]},
-                    "keywordType": widget_id[8:].lower(),
-                    "language": hl[:2],
-                }
-                widgets.append(
-                    {
-                        "request": related,
-                        "token": self.sign(related),
-                        "id": widget_id,
-                        "type": "fe_related_searches",
-                    }
-                )
+            widgets += [
+                self._widget(geo_request, "GEO_MAP", "fe_geo_chart_explore"),
+                self._widget(
+                    dict(related, keywordType="ENTITY"), "RELATED_TOPICS", "fe_related_searches"
+                ),
+                self._widget(
+                    dict(related, keywordType="QUERY"), "RELATED_QUERIES", "fe_related_searches"
+                ),
+            ]
         else:
             multi = dict(geo_request, dataMode="PERCENTAGES")
-            widgets.append(
-                {
-                    "request": multi,
-                    "token": self.sign(multi),
-                    "id": "GEO_MAP",
-                    "type": "fe_multi_heat_map",
-                }
-            )
+            widgets.append(self._widget(multi, "GEO_MAP", "fe_multi_heat_map"))
             for i, item in enumerate(items):
-                widgets.append(
-                    {"text": {"text": item["keyword"]}, "id": f"TITLE_{i}", "type": "fe_text"}
-                )
                 single = dict(geo_request, comparisonItem=[geo_request["comparisonItem"][i]])
-                widgets.append(
-                    {
-                        "request": single,
-                        "token": self.sign(single),
-                        "id": f"GEO_MAP_{i}",
-                        "type": "fe_geo_chart_explore",
-                    }
-                )
-                related = {
-                    "restriction": {"geo": geo_request["geo"], "time": timeseries_request["time"]},
-                    "keywordType": "QUERY",
-                    "term": item["keyword"],
-                }
-                widgets.append(
-                    {
-                        "request": related,
-                        "token": self.sign(related),
-                        "id": f"RELATED_QUERIES_{i}",
-                        "type": "fe_related_searches",
-                    }
-                )
+                query = dict(related, keywordType="QUERY", term=item["keyword"])
+                widgets += [
+                    {"text": {"text": item["keyword"]}, "id": f"TITLE_{i}", "type": "fe_text"},
+                    self._widget(single, f"GEO_MAP_{i}", "fe_geo_chart_explore"),
+                    self._widget(query, f"RELATED_QUERIES_{i}", "fe_related_searches"),
+                ]
         return {"widgets": widgets}, record
+
+    def _widget(self, request: dict[str, Any], widget_id: str, widget_type: str) -> dict[str, Any]:
+        return {
+            "request": request,
+            "token": self.sign(request),
+            "id": widget_id,
+            "type": widget_type,
+        }
 
     def multiline(self, params: dict[str, str]) -> tuple[dict[str, Any], ReceivedRequest]:
         try:
@@ -779,32 +740,11 @@ class _Handler(BaseHTTPRequestHandler):
             document, record = handler(params)
         except BadRequest as error:
             record = error.record or ReceivedRequest(endpoint, method, url.path, error.status)
-            self.fake._log(
-                ReceivedRequest(
-                    endpoint,
-                    method,
-                    url.path,
-                    error.status,
-                    record.keywords,
-                    record.timeframe,
-                    record.geo,
-                )
-            )
+            self.fake._log(replace(record, status=error.status))
             return self._send_html(error.status)
         prefix = b")]}'\n" if endpoint == EXPLORE else b")]}',\n"
         body = prefix + json.dumps(document, separators=(",", ":")).encode()
-        status = fault.status if fault is not None else 200
-        self.fake._log(
-            ReceivedRequest(
-                record.endpoint,
-                method,
-                url.path,
-                status,
-                record.keywords,
-                record.timeframe,
-                record.geo,
-            )
-        )
+        self.fake._log(replace(record, status=fault.status if fault is not None else 200))
         if fault is None:
             return self._send(200, "application/json; charset=utf-8", body)
         if fault.kind is FaultKind.TRUNCATED_JSON:

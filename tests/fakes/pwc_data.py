@@ -12,7 +12,6 @@ import datetime as dt
 import gzip
 import io
 import json
-import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,11 +28,7 @@ LINKS_FILE_STEM = "links-between-papers-and-code"
 PAPERS_FILE_STEM = "papers-with-abstracts"
 
 FIXTURE_NAME = "paper_repo_info.csv"
-# The lead may copy the fixture into the repository; until then the shared copy is used.
-FIXTURE_CANDIDATES = (
-    Path(__file__).resolve().parent.parent / "fixtures" / "pwc" / FIXTURE_NAME,
-    Path("/work/shared/fixtures/pwc") / FIXTURE_NAME,
-)
+FIXTURE_FILE = Path(__file__).resolve().parent.parent / "fixtures" / "pwc" / FIXTURE_NAME
 
 FRAMEWORKS = ("pytorch", "tf", "jax", "mxnet", "paddle", "mindspore", "caffe2", "torch", "none")
 
@@ -117,13 +112,7 @@ def papers_schema(date_encoding: DateEncoding = "string") -> pa.Schema:
 
 
 def fixture_path() -> Path:
-    override = os.environ.get("PWC_FIXTURE_CSV")
-    if override:
-        return Path(override)
-    for candidate in FIXTURE_CANDIDATES:
-        if candidate.exists():
-            return candidate
-    raise FileNotFoundError(f"PwC fixture {FIXTURE_NAME} not found in {FIXTURE_CANDIDATES}")
+    return FIXTURE_FILE
 
 
 def repaired_fixture_text(path: Path | None = None) -> str:

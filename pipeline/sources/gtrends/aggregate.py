@@ -16,16 +16,19 @@ from __future__ import annotations
 import logging
 
 import pandas as pd
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, select
 
 from pipeline.config import Settings
 from pipeline.errors import StepFailed
 from pipeline.sources.gtrends.scale import DisconnectedRequests, joint_scale
 from storage.models import FrameworkShare, GtrendsCell, GtrendsFetch, GtrendsSeries
+from storage.upsert import replace_rows
 
 log = logging.getLogger(__name__)
 
 SOURCE = "gtrends"
+SERIES_KEY = ["framework", "geo", "category", "property", "resolution", "period_start"]
+SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
 
 
 def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFrame:
@@ -137,21 +140,23 @@ def rebuild(engine: Engine, settings: Settings) -> int:
         for row in frame.itertuples(index=False)
     ]
     with engine.begin() as connection:
-        connection.execute(
-            delete(GtrendsSeries).where(
+        replace_rows(
+            connection,
+            GtrendsSeries,
+            series_rows,
+            SERIES_KEY,
+            [
                 GtrendsSeries.geo == g.geo,
                 GtrendsSeries.category == g.category,
                 GtrendsSeries.property == g.property,
-            )
+            ],
         )
-        if series_rows:
-            connection.execute(insert(GtrendsSeries), series_rows)
-        connection.execute(
-            delete(FrameworkShare).where(
-                FrameworkShare.source == SOURCE, FrameworkShare.variant == g.variant
-            )
+        replace_rows(
+            connection,
+            FrameworkShare,
+            share_rows,
+            SHARE_KEY,
+            [FrameworkShare.source == SOURCE, FrameworkShare.variant == g.variant],
         )
-        if share_rows:
-            connection.execute(insert(FrameworkShare), share_rows)
     log.info("gtrends: %d series rows, %d share rows", len(series_rows), len(share_rows))
     return len(series_rows) + len(share_rows)

@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, func, insert, select
@@ -28,7 +27,7 @@ from pipeline.config import Settings
 from pipeline.errors import StepFailed, UsageError
 from pipeline.http import HttpPolicy, HttpResponse
 from pipeline.rawstore import store_response
-from pipeline.runlog import RunRecord, utc_now
+from pipeline.runlog import RunRecord, utc_now, utc_today
 from pipeline.sources.gtrends.client import PytrendsClient
 from pipeline.sources.gtrends.parse import UnexpectedResponse, parse_multiline
 from pipeline.sources.gtrends.plan import (
@@ -102,14 +101,8 @@ def _report(outcome: FetchOutcome) -> None:
     log.info("gtrends: %d requests fetched, %d already stored", outcome.requests, outcome.skipped)
 
 
-def today() -> date:
-    """Today in UTC; ``TRENDS_TODAY=YYYY-MM-DD`` pretends another day (tests, replays)."""
-    pretend = os.environ.get("TRENDS_TODAY")
-    return date.fromisoformat(pretend) if pretend else datetime.now(UTC).date()
-
-
 def latest_available_day(settings: Settings, on: date | None = None) -> date:
-    return (on or today()) - timedelta(days=settings.gtrends.data_lag_days)
+    return (on or utc_today()) - timedelta(days=settings.gtrends.data_lag_days)
 
 
 def incremental_plan(

@@ -5,13 +5,16 @@ In logs that is additive, ``log r_w(k,t) = a_w + u(k,t)``, with one offset a_w p
 one level u(k,t) per keyword and period. :func:`joint_scale` fits all offsets and levels at
 once by least squares over the cells that are large enough to trust (value ≥ τ; rounding to
 integers makes small values coarse: ±0.5 is 10 % at 5). Overlapping windows, batches sharing an
-anchor keyword and repeated fetches all simply add equations.
+anchor keyword and repeated fetches all simply add equations. Each equation is weighted by the
+inverse variance of log r (sampling noise plus rounding, sd ≈ 0.29/r), so a 90 counts more
+than a 6.
 
-Solving: for fixed offsets the best u(k,t) is the mean of (log r − a_w) over the requests that
-cover (k,t). Substituting it leaves normal equations for the offsets alone — a Laplacian-like
-system of size n_requests built from the cells that several requests share. It is singular
-by one degree of freedom per connected group of requests (a common factor), removed by fixing
-the first offset; several groups mean the data cannot be put on one scale, which is an error.
+Solving: for fixed offsets the best u(k,t) is the weighted mean of (log r − a_w) over the
+requests that cover (k,t). Substituting it leaves normal equations for the offsets alone — a
+Laplacian-like system of size n_requests built from the cells that several requests share.
+It is singular by one degree of freedom per connected group of requests (a common factor),
+removed by fixing the first offset; several groups mean the data cannot be put on one scale,
+which is an error.
 
 :func:`chain_by_overlap_ratio` is the classic baseline (chain windows one after the other by
 the ratio of their overlap sums) kept for the benchmark.
@@ -25,6 +28,8 @@ import pandas as pd
 REQUIRED_COLUMNS = ("request_id", "keyword", "period_start", "value")
 OUTPUT_COLUMNS = ["keyword", "period_start", "value", "observations"]
 DEFAULT_TAU = 5.0
+ROUNDING_SD = 12**-0.5  # sd of rounding to an integer
+DEFAULT_SAMPLING_NOISE = 0.03  # assumed sd of Google's per-fetch sampling, log scale
 BELOW_ONE_VALUE = 0.5  # "<1" means 0 < x < 1 on the request's scale: take the midpoint
 
 
@@ -65,24 +70,26 @@ def _connected_groups(n_requests: int, pairs: np.ndarray) -> list[list[int]]:
 
 
 def _fit_offsets(
-    cell: np.ndarray, request: np.ndarray, y: np.ndarray, n_requests: int
+    cell: np.ndarray, request: np.ndarray, y: np.ndarray, weight: np.ndarray, n_requests: int
 ) -> np.ndarray:
-    """Least-squares request offsets a (a[first informative request] = 0)."""
+    """Weighted least-squares request offsets a (a[first informative request] = 0)."""
     per_cell = np.bincount(cell)
     shared = per_cell[cell] >= 2  # cells seen by one request only do not inform the offsets
-    c, w, yy = cell[shared], request[shared], y[shared]
-    counts = per_cell[c].astype(float)
-    cell_sums = np.bincount(c, weights=yy, minlength=per_cell.size)
+    c, w, yy, ww = cell[shared], request[shared], y[shared], weight[shared]
+    cell_weight = np.bincount(c, weights=ww, minlength=per_cell.size)
+    cell_mean = np.bincount(c, weights=ww * yy, minlength=per_cell.size) / np.maximum(
+        cell_weight, np.finfo(float).tiny
+    )
     matrix = np.zeros((n_requests, n_requests))
-    np.add.at(matrix, (w, w), 1.0)
-    rhs = np.bincount(w, weights=yy - cell_sums[c] / counts, minlength=n_requests)
-    # Subtract Σ_c b_c b_cᵀ / n_c: every ordered pair of observations of a shared cell.
-    obs = pd.DataFrame({"cell": c, "request": w, "weight": 1.0 / counts})
-    pairs = obs.merge(obs[["cell", "request"]], on="cell", suffixes=("", "_other"))
+    np.add.at(matrix, (w, w), ww)
+    rhs = np.bincount(w, weights=ww * (yy - cell_mean[c]), minlength=n_requests)
+    # Subtract Σ_c β_c β_cᵀ / W_c: every ordered pair of observations of a shared cell.
+    obs = pd.DataFrame({"cell": c, "request": w, "weight": ww})
+    pairs = obs.merge(obs, on="cell", suffixes=("", "_other"))
     np.add.at(
         matrix,
         (pairs["request"].to_numpy(), pairs["request_other"].to_numpy()),
-        -pairs["weight"].to_numpy(),
+        -(pairs["weight"] * pairs["weight_other"]).to_numpy() / cell_weight[pairs["cell"]],
     )
 
     informative = set(np.unique(request).tolist())  # requests with at least one cell ≥ τ
@@ -107,7 +114,14 @@ def _fit_offsets(
     return offsets
 
 
-def joint_scale(cells: pd.DataFrame, tau: float = DEFAULT_TAU) -> pd.DataFrame:
+def _weights(values: np.ndarray, sampling_noise: float) -> np.ndarray:
+    """Inverse variance of log(value): sampling noise plus integer rounding (sd ≈ 0.29/value)."""
+    return 1.0 / (sampling_noise**2 + (ROUNDING_SD / values) ** 2)
+
+
+def joint_scale(
+    cells: pd.DataFrame, tau: float = DEFAULT_TAU, sampling_noise: float = DEFAULT_SAMPLING_NOISE
+) -> pd.DataFrame:
     """One consistent series per keyword from overlapping requests (all of one resolution).
 
     ``cells``: columns ``request_id, keyword, period_start, value`` (0..100), optionally
@@ -124,13 +138,17 @@ def joint_scale(cells: pd.DataFrame, tau: float = DEFAULT_TAU) -> pd.DataFrame:
     fits = (values >= tau) & ~frame["is_partial"].to_numpy()
 
     y = np.log(values[fits])
-    offsets = _fit_offsets(cell[fits], request[fits], y, int(request.max()) + 1)
+    weight = _weights(values[fits], sampling_noise)
+    offsets = _fit_offsets(cell[fits], request[fits], y, weight, int(request.max()) + 1)
 
     n_cells = len(cell_keys)
     fitted_count = np.bincount(cell[fits], minlength=n_cells)
-    level_sum = np.bincount(cell[fits], weights=y - offsets[request[fits]], minlength=n_cells)
+    fitted_weight = np.bincount(cell[fits], weights=weight, minlength=n_cells)
+    level_sum = np.bincount(
+        cell[fits], weights=weight * (y - offsets[request[fits]]), minlength=n_cells
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
-        fitted = np.exp(level_sum / fitted_count)
+        fitted = np.exp(level_sum / fitted_weight)
 
     # Cells below τ are placed with the fitted offsets but never move them.
     placed_values = np.where(frame["below_one"].to_numpy() & (values == 0), BELOW_ONE_VALUE, values)

@@ -23,6 +23,10 @@ class UnexpectedResponse(SourceError):
     """The reply is not the JSON shape the API documents (HTML page, missing count, …)."""
 
 
+class EndpointMissing(UnexpectedResponse):
+    """The server has no such endpoint (HTTP 404): an older server without ``papers/``."""
+
+
 class FiltersNotApplied(SourceError):
     """The server did not confirm that it applied every requested filter."""
 
@@ -87,6 +91,8 @@ class PwcApiClient:
         response = self.http.get(url, params=params, ok_statuses=frozenset({200}))
         if self.on_response is not None:
             self.on_response(response, {"endpoint": endpoint, "url": url, "params": dict(params)})
+        if response.status == 404:
+            raise EndpointMissing(f"{response.url}: HTTP 404 (the server has no {endpoint}/)")
         if response.status != 200:
             raise UnexpectedResponse(f"{response.url}: HTTP {response.status}")
         head = response.body[:512].lstrip().lower()

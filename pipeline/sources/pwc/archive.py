@@ -251,7 +251,8 @@ class ReadStats:
     def summary(self) -> str:
         problems = self.problems()
         detail = "; ".join(problems) if problems else "no problems"
-        return f"{self.path}: {self.rows} rows, {self.null_dates} null dates; {detail}"
+        nulls = f", {self.null_dates} without date" if self.null_dates else ""
+        return f"{self.path}: {self.rows} rows{nulls}; {detail}"
 
 
 def sniff_format(path: Path) -> ArchiveFormat:
@@ -397,12 +398,25 @@ def _dates_column(values: pd.Series, stats: ReadStats, cache: dict[object, Any])
         if getattr(values.dt, "tz", None) is not None:
             values = values.dt.tz_localize(None)  # keep the date as written in its zone
         result = values.dt.floor("D").astype("datetime64[s]")
+    elif pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
+        result = _epoch_dates(values.astype("float64").to_numpy(na_value=np.nan))
     else:
         dates, invalid = _map_counting(values, parse_date, cache)
         result = pd.Series(np.array(dates, dtype="datetime64[D]").astype("datetime64[s]"))
     stats.invalid_dates += invalid
     stats.null_dates += int(result.isna().sum()) - invalid
     return result.reset_index(drop=True)
+
+
+def _epoch_dates(numbers: np.ndarray) -> pd.Series:
+    """Vectorised :func:`parse_date` for epoch numbers (same magnitude rule)."""
+    valid = np.isfinite(numbers)
+    magnitude = np.abs(np.where(valid, numbers, 0.0))
+    divisor = np.select([magnitude < 1e11, magnitude < 1e14, magnitude < 1e17], [1, 1e3, 1e6], 1e9)
+    days = np.floor(np.where(valid, numbers, 0.0) / divisor / 86_400).astype(np.int64)
+    dates = days.astype("datetime64[D]").astype("datetime64[s]")
+    dates[~valid] = np.datetime64("NaT")
+    return pd.Series(dates)
 
 
 def _links_frame(raw: pd.DataFrame, stats: ReadStats) -> pd.DataFrame:
@@ -415,8 +429,10 @@ def _links_frame(raw: pd.DataFrame, stats: ReadStats) -> pd.DataFrame:
         official = pd.array(values, dtype="boolean")
     repo_urls = [normalize_repo_url(v) for v in raw["repo_url"].tolist()]
     frameworks = [normalize_framework(v) for v in raw["framework"].tolist()]
-    paper_urls = [None if _is_null(v) or not str(v).strip() else str(v).strip()
-                  for v in raw["paper_url"].tolist()]  # fmt: skip
+    paper_urls = [
+        None if _is_null(v) or not str(v).strip() else str(v).strip()
+        for v in raw["paper_url"].tolist()
+    ]
     for code in frameworks:
         if code is None:
             stats.missing_frameworks += 1

@@ -74,7 +74,6 @@ def upgrade() -> None:
     op.create_table(
         "pwc_papers",
         sa.Column("paper_url", sa.Text(), nullable=False),
-        sa.Column("arxiv_id", sa.String(length=40), nullable=True),
         sa.Column("published", sa.String(length=10), nullable=True),
         sa.PrimaryKeyConstraint("paper_url", name=op.f("pk_pwc_papers")),
     )

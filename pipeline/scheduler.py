@@ -1,0 +1,190 @@
+"""``trends schedule``: a foreground APScheduler 3 ``BlockingScheduler`` for hosts without cron.
+
+The scheduler holds no state that matters: jobs live in a ``MemoryJobStore`` and are declared
+from the configuration at every start (one per enabled source, with an explicit id); progress
+lives in the database. Each job runs the same library path as ``trends collect SOURCE`` under
+the same writer lock, so a cron run and the scheduler never write at once: a job that finds
+the lock held logs it and skips that fire.
+
+Jobs run one at a time (a single worker thread), so the scheduler's own jobs never contend for
+the lock. SIGINT/SIGTERM shut the scheduler down with ``wait=True``: a collection in progress
+finishes (collectors commit per step, so it ends on a committed transaction) and queued jobs
+are skipped. A second signal exits at once; the next run marks the interrupted run ``failed``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from types import FrameType
+from zoneinfo import ZoneInfo
+
+from apscheduler.events import (
+    EVENT_JOB_ERROR,
+    EVENT_JOB_MISSED,
+    EVENT_SCHEDULER_STARTED,
+    JobExecutionEvent,
+    SchedulerEvent,
+)
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.jobstores.memory import MemoryJobStore
+from apscheduler.schedulers.blocking import BlockingScheduler
+from sqlalchemy import func, select
+
+from pipeline.app import App
+from pipeline.collect import collect
+from pipeline.errors import LockHeld, TrendsError, UsageError
+from pipeline.schedule import CrontabTrigger
+from pipeline.sources import Source, enabled_sources
+from storage.models import Run
+
+log = logging.getLogger(__name__)
+
+
+def job_id(source: Source) -> str:
+    return f"collect-{source.name}"
+
+
+def run_job(app: App, source_name: str, stopping: threading.Event) -> str:
+    """One scheduled collection of one source; returns how it ended (for logs and tests).
+
+    Never raises: a failed source is recorded in ``runs`` and logged, and the scheduler goes on.
+    """
+    if stopping.is_set():
+        log.info("%s: skipped, the scheduler is stopping", source_name)
+        return "skipped"
+    log.info("%s: run started", source_name)
+    with app.engine.connect() as connection:
+        before = connection.execute(select(func.max(Run.id))).scalar() or 0
+    failure = None
+    try:
+        collect(app, [source_name])
+    except LockHeld as error:
+        log.warning("%s: skipped, %s", source_name, error)
+        return "locked"
+    except TrendsError as error:
+        failure = str(error)  # the run's own status and message are read back below
+    except Exception:  # a bug must not stop the scheduler; the traceback goes to the log
+        log.exception("%s: run crashed", source_name)
+        return "crashed"
+    with app.engine.connect() as connection:
+        run = connection.execute(
+            select(Run.id, Run.status, Run.requests, Run.rows, Run.error)
+            .where(Run.id > before, Run.source == source_name, Run.command == "collect")
+            .order_by(Run.id.desc())
+            .limit(1)
+        ).first()
+    if run is None:  # failed before its run was recorded (e.g. the schema could not migrate)
+        log.error("%s: run ended failed: %s", source_name, failure)
+        return "failed"
+    level = logging.INFO if run.status == "ok" else logging.ERROR
+    log.log(
+        level,
+        "%s: run %d ended %s (%d requests, %d rows)%s",
+        source_name,
+        run.id,
+        run.status,
+        run.requests,
+        run.rows,
+        f": {run.error}" if run.error else "",
+    )
+    return run.status
+
+
+def build_scheduler(
+    app: App, stopping: threading.Event, *, run_now: bool = False
+) -> BlockingScheduler:
+    """A scheduler with one cron job per enabled source (``run_now``: each also runs at once)."""
+    settings = app.settings.scheduler
+    timezone = ZoneInfo(settings.timezone)
+    scheduler = BlockingScheduler(
+        jobstores={"default": MemoryJobStore()},
+        executors={"default": ThreadPoolExecutor(max_workers=1)},
+        job_defaults={
+            "coalesce": True,  # many missed fires are one run: collection is cursor-driven
+            "max_instances": 1,
+            # APScheduler's default of 1 second would silently drop a run after any stall.
+            "misfire_grace_time": max(1, round(settings.misfire_grace_hours * 3600)),
+        },
+        timezone=timezone,
+    )
+    sources = enabled_sources(app.settings)
+    if not sources:
+        raise UsageError("no enabled sources to schedule (see the [gtrends] and [pwc] settings)")
+    for source in sources:
+        extra = {"next_run_time": datetime.now(timezone)} if run_now else {}
+        scheduler.add_job(
+            run_job,
+            CrontabTrigger(source.schedule(app.settings), timezone),
+            args=[app, source.name, stopping],
+            id=job_id(source),
+            name=f"collect {source.name}",
+            replace_existing=True,
+            **extra,
+        )
+    scheduler.add_listener(_log_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
+    return scheduler
+
+
+def _log_job_event(event: JobExecutionEvent) -> None:
+    if event.code == EVENT_JOB_MISSED:
+        log.warning(
+            "%s: missed its %s fire (more than the misfire grace late)",
+            event.job_id,
+            event.scheduled_run_time,
+        )
+    else:
+        log.error("%s: job raised %r", event.job_id, event.exception)
+
+
+@contextmanager
+def _stop_on_signals(scheduler: BlockingScheduler, stopping: threading.Event) -> Iterator[list]:
+    """SIGINT/SIGTERM call ``scheduler.shutdown(wait=True)``; a second signal exits at once.
+
+    The shutdown runs in its own thread: waiting for a job inside the signal handler would
+    block the scheduler's main loop while it may hold the scheduler's locks.
+    """
+    stoppers: list[threading.Thread] = []
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if stopping.is_set():
+            log.warning("%s again: exiting now, without waiting for the running job", name)
+            os._exit(128 + signum)
+        stopping.set()
+        log.info("%s: stopping after the running job (send it again to exit at once)", name)
+        stopper = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True})
+        stopper.start()
+        stoppers.append(stopper)
+
+    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield stoppers
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def run_scheduler(app: App, *, run_now: bool = False) -> None:
+    """Run the configured collectors on their cron schedules until SIGINT or SIGTERM."""
+    stopping = threading.Event()
+    if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # our lines say it all; -v: theirs
+        logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    scheduler = build_scheduler(app, stopping, run_now=run_now)
+
+    def log_jobs(_event: SchedulerEvent) -> None:  # fire times exist once the scheduler started
+        for job in scheduler.get_jobs():
+            log.info("%s: %s, next run %s", job.id, job.trigger, job.next_run_time)
+        log.info("scheduler running; stop with Ctrl-C or SIGTERM")
+
+    scheduler.add_listener(log_jobs, EVENT_SCHEDULER_STARTED)
+    with _stop_on_signals(scheduler, stopping) as stoppers:
+        scheduler.start()  # blocks until a signal shuts the scheduler down
+        for stopper in stoppers:
+            stopper.join()
+    log.info("scheduler stopped")

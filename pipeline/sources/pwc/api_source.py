@@ -1,0 +1,150 @@
+"""Live counts from a v1-compatible Papers-with-Code API (source ``pwc-api``).
+
+Each run snapshots the number of repositories per framework, and the number of papers per
+framework and quarter from ``[pwc] api_start`` on, where the server supports
+``papers/?framework=&start_date=&end_date=``. Counts are stored only when the server echoes the
+filters it was asked for and not every framework got the same count (a server ignoring the
+filter); otherwise the run fails with a clear message and nothing is stored.
+
+Past quarters are fetched once; the current quarter is fetched again on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, timedelta
+
+import pandas as pd
+from sqlalchemy import select
+
+from pipeline.app import App
+from pipeline.http import HttpClient, HttpPolicy, HttpResponse
+from pipeline.rawstore import store_response
+from pipeline.runlog import RunRecord, utc_today
+from pipeline.sources.pwc.api import EndpointMissing, PwcApiClient
+from storage.models import FrameworkShare, PwcApiCount
+from storage.upsert import replace_rows, upsert
+
+log = logging.getLogger(__name__)
+
+SOURCE = "pwc-api"
+KEY = ["snapshot_date", "endpoint", "framework", "period_start"]
+SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
+
+
+def quarters(first: date, last: date) -> list[tuple[date, date]]:
+    """(start, end) of every calendar quarter from the one holding ``first`` to ``last``'s."""
+    start = date(first.year, (first.month - 1) // 3 * 3 + 1, 1)
+    spans = []
+    while start <= last:
+        following = date(start.year + (start.month + 3 > 12), (start.month + 2) % 12 + 1, 1)
+        spans.append((start, following - timedelta(days=1)))
+        start = following
+    return spans
+
+
+def _stored_quarters(app: App) -> set[str]:
+    with app.engine.connect() as connection:
+        return set(
+            connection.execute(
+                select(PwcApiCount.period_start).where(PwcApiCount.endpoint == "papers")
+            ).scalars()
+        )
+
+
+def collect(app: App, run: RunRecord) -> None:
+    settings = app.settings
+    codes = {f.pwc: f.key for f in settings.pwc_frameworks() if f.pwc and f.pwc != "none"}
+    http = HttpClient(HttpPolicy(settings.http))
+
+    def on_response(response: HttpResponse, request: dict) -> None:
+        store_response(app.engine, run.id, SOURCE, response, request)
+
+    client = PwcApiClient(settings.pwc.api_url, http, on_response)
+    snapshot = utc_today()
+    rows: list[dict] = []
+    try:
+        repositories = {key: client.repository_count(code) for code, key in codes.items()}
+        PwcApiClient.check_distinct(repositories)
+        rows += [
+            _row(snapshot, "repositories", key, "", "", count)
+            for key, count in repositories.items()
+        ]
+
+        stored = _stored_quarters(app)
+        current = quarters(snapshot, snapshot)[0][0]
+        for start, end in quarters(date.fromisoformat(settings.pwc.api_start), snapshot):
+            if start.isoformat() in stored and start != current:
+                continue
+            try:
+                counts = {
+                    key: client.paper_count(code, start, min(end, snapshot))
+                    for code, key in codes.items()
+                }
+            except EndpointMissing:
+                log.info("pwc-api: the server has no papers/ endpoint; repository counts only")
+                break
+            PwcApiClient.check_distinct(counts)
+            rows += [
+                _row(snapshot, "papers", key, start.isoformat(), end.isoformat(), count)
+                for key, count in counts.items()
+            ]
+    finally:
+        run.requests += http.policy.requests_sent
+    # One transaction: a snapshot is stored whole or not at all.
+    with app.engine.begin() as connection:
+        run.rows += upsert(connection, PwcApiCount, rows, KEY)
+
+
+def _row(snapshot: date, endpoint: str, framework: str, start: str, end: str, count: int) -> dict:
+    return {
+        "snapshot_date": snapshot.isoformat(),
+        "endpoint": endpoint,
+        "framework": framework,
+        "period_start": start,
+        "period_end": end,
+        "count": count,
+    }
+
+
+def aggregate(app: App) -> int:
+    """Shares of the latest counts: repositories per snapshot day, papers per quarter."""
+    with app.engine.connect() as connection:
+        counts = pd.DataFrame(
+            connection.execute(
+                select(
+                    PwcApiCount.snapshot_date,
+                    PwcApiCount.endpoint,
+                    PwcApiCount.framework,
+                    PwcApiCount.period_start,
+                    PwcApiCount.count,
+                )
+            ).all(),
+            columns=["snapshot_date", "endpoint", "framework", "period_start", "count"],
+        )
+    repositories = counts[counts["endpoint"] == "repositories"].assign(
+        period_start=lambda frame: frame["snapshot_date"], granularity="day"
+    )
+    papers = counts[counts["endpoint"] == "papers"].sort_values("snapshot_date")
+    papers = papers.drop_duplicates(["period_start", "framework"], keep="last")
+    papers = papers.assign(granularity="quarter")
+    rows = []
+    for variant, frame in (("repositories", repositories), ("papers", papers)):
+        totals = frame.groupby("period_start")["count"].transform("sum")
+        for row, total in zip(frame.itertuples(index=False), totals, strict=True):
+            if total > 0:
+                rows.append(
+                    {
+                        "source": SOURCE,
+                        "variant": variant,
+                        "granularity": row.granularity,
+                        "period_start": row.period_start,
+                        "framework": row.framework,
+                        "value": float(row.count),
+                        "share": row.count / total,
+                    }
+                )
+    with app.engine.begin() as connection:
+        return replace_rows(
+            connection, FrameworkShare, rows, SHARE_KEY, [FrameworkShare.source == SOURCE]
+        )
