@@ -30,7 +30,8 @@ class TrendsGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TrendsError as error:
-            click.echo(f"Error: {error}", err=True)
+            for line in error.lines():
+                click.echo(f"Error: {line}", err=True)
             ctx.exit(error.exit_code)
         except FileNotFoundError as error:
             click.echo(f"Error: {error}", err=True)

@@ -122,7 +122,7 @@ def collect(
             if run.status != "ok":
                 report.problems[source.name] = run.error or run.status
     if report.problems:
-        raise StepFailed("; ".join(f"{name}: {reason}" for name, reason in report.problems.items()))
+        raise StepFailed(*(f"{name}: {reason}" for name, reason in report.problems.items()))
     return report
 
 

@@ -14,6 +14,10 @@ class TrendsError(Exception):
 
     exit_code = EXIT_FAILED
 
+    def lines(self) -> list[str]:
+        """What the CLI prints, one ``Error:`` line each."""
+        return [str(self)]
+
 
 class UsageError(TrendsError):
     """The command was asked for something it cannot do (bad option value, refused SQL)."""
@@ -41,3 +45,10 @@ class StepFailed(TrendsError):
     """One or more sources failed or stopped early; what succeeded is kept."""
 
     exit_code = EXIT_FAILED
+
+    def __init__(self, *messages: str):
+        super().__init__("; ".join(messages))
+        self.messages = list(messages)
+
+    def lines(self) -> list[str]:
+        return self.messages

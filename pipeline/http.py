@@ -51,6 +51,21 @@ class TransientError(SourceError):
         self.retry_after = retry_after
 
 
+def describe_connection_error(error: BaseException) -> str:
+    """A short reason for a failed connection, instead of urllib3's nested repr."""
+    text = str(error)
+    for marker, reason in (
+        ("NameResolutionError", "host name could not be resolved (no network?)"),
+        ("Name or service not known", "host name could not be resolved (no network?)"),
+        ("Connection refused", "connection refused"),
+        ("timed out", "timed out"),
+        ("Read timed out", "timed out"),
+    ):
+        if marker in text:
+            return reason
+    return type(error).__name__
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a ``Retry-After`` header (delta-seconds or an HTTP date)."""
     if not value:
@@ -199,7 +214,7 @@ class HttpClient:
                 )
             except (requests.ConnectionError, requests.Timeout) as error:
                 raise TransientError(
-                    f"connection to {urlsplit(url).netloc} failed: {error}"
+                    f"{urlsplit(url).netloc}: {describe_connection_error(error)}"
                 ) from error
             with response:
                 if response.status_code in RETRYABLE_STATUS:
@@ -229,4 +244,11 @@ class HttpClient:
                     response.url, response.status_code, dict(response.headers), body
                 )
 
-        return self.policy.call(attempt, what=f"GET {url}")
+        return self.policy.call(attempt, what=f"GET {_short(url)}")
+
+
+def _short(url: str, limit: int = 80) -> str:
+    """URLs in messages: without the query string, shortened in the middle when long."""
+    parts = urlsplit(url)
+    text = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]}"

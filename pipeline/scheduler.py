@@ -59,10 +59,11 @@ def run_job(app: App, source_name: str, stopping: threading.Event) -> str:
         log.info("%s: skipped, the scheduler is stopping", source_name)
         return "skipped"
     log.info("%s: run started", source_name)
-    with app.engine.connect() as connection:
-        before = connection.execute(select(func.max(Run.id))).scalar() or 0
-    failure = None
+    failure, before = None, None
     try:
+        app.prepare_for_reading()  # a fresh database gets its schema (under the lock) first
+        with app.engine.connect() as connection:
+            before = connection.execute(select(func.max(Run.id))).scalar() or 0
         collect(app, [source_name])
     except LockHeld as error:
         log.warning("%s: skipped, %s", source_name, error)
@@ -72,6 +73,9 @@ def run_job(app: App, source_name: str, stopping: threading.Event) -> str:
     except Exception:  # a bug must not stop the scheduler; the traceback goes to the log
         log.exception("%s: run crashed", source_name)
         return "crashed"
+    if before is None:  # failed before anything ran (e.g. the schema could not migrate)
+        log.error("%s: run ended failed: %s", source_name, failure)
+        return "failed"
     with app.engine.connect() as connection:
         run = connection.execute(
             select(Run.id, Run.status, Run.requests, Run.rows, Run.error)
@@ -79,7 +83,7 @@ def run_job(app: App, source_name: str, stopping: threading.Event) -> str:
             .order_by(Run.id.desc())
             .limit(1)
         ).first()
-    if run is None:  # failed before its run was recorded (e.g. the schema could not migrate)
+    if run is None:  # failed before its run was recorded
         log.error("%s: run ended failed: %s", source_name, failure)
         return "failed"
     level = logging.INFO if run.status == "ok" else logging.ERROR

@@ -95,7 +95,9 @@ def replace_rows(
     table = _table(target)
     changed = upsert(connection, table, rows, key) if rows else 0
     wanted = {tuple(row[name] for name in key) for row in rows}
-    existing = connection.execute(select(table.c.id, *(table.c[name] for name in key)).where(*scope))
+    existing = connection.execute(
+        select(table.c.id, *(table.c[name] for name in key)).where(*scope)
+    )
     stale = [row[0] for row in existing if tuple(row[1:]) not in wanted]
     for first in range(0, len(stale), CHUNK_ROWS):
         connection.execute(delete(table).where(table.c.id.in_(stale[first : first + CHUNK_ROWS])))

@@ -31,7 +31,10 @@ def fake() -> Iterator[FakeGoogleTrends]:
 
 @pytest.fixture
 def config(tmp_path: Path, sqlite_url: str, fake: FakeGoogleTrends) -> Path:
-    extra = f'[gtrends]\nbase_url = "{fake.base_url}"\n[pwc]\narchive_enabled = false\napi_enabled = false\n'
+    extra = (
+        f'[gtrends]\nbase_url = "{fake.base_url}"\n'
+        "[pwc]\narchive_enabled = false\napi_enabled = false\n"
+    )
     return write_config(tmp_path / "trends.toml", sqlite_url, extra)
 
 
@@ -162,7 +165,7 @@ def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> N
         sqlite_url, "SELECT url, params, body FROM raw_responses WHERE url LIKE '%multiline'"
     )
     assert len(rows) == 2
-    for url, params, body in rows:
+    for _url, params, body in rows:
         assert '"token": "REDACTED"' in params
         assert "timelineData" in body
     cookies = query(sqlite_url, "SELECT count(*) FROM raw_responses WHERE body LIKE '%NID=%'")
@@ -223,7 +226,8 @@ def test_incremental_window_overlaps_the_backfill_and_replaces_the_partial_day(
     assert len(daily_requests) == 2
     latest = query(
         sqlite_url,
-        "SELECT max(c.period_start) FROM gtrends_cells c JOIN gtrends_fetches f ON f.id = c.fetch_id "
+        "SELECT max(c.period_start) FROM gtrends_cells c "
+        "JOIN gtrends_fetches f ON f.id = c.fetch_id "
         "WHERE f.resolution = 'day' AND NOT c.is_partial",
     )[0][0]
     assert latest == "2026-05-30"  # day one's partial last day is final now

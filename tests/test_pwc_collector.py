@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
-import json
 from collections import Counter
 from pathlib import Path
 
@@ -40,7 +38,8 @@ def archive(tmp_path: Path) -> dict[str, Path]:
     files = {}
     for fmt in ("parquet", "json.gz"):
         files[f"links.{fmt}"] = pwc_data.write_archive_file(
-            folder / f"links.{fmt}", [pwc_data.records_batch(LINKS, pwc_data.LINK_SCHEMA)],
+            folder / f"links.{fmt}",
+            [pwc_data.records_batch(LINKS, pwc_data.LINK_SCHEMA)],
             pwc_data.LINK_SCHEMA,
         )
         schema = pwc_data.papers_schema()
@@ -52,10 +51,7 @@ def archive(tmp_path: Path) -> dict[str, Path]:
 
 @pytest.fixture
 def config(tmp_path: Path, sqlite_url: str) -> Path:
-    extra = (
-        f'[pwc]\ncache_dir = "{tmp_path / "cache"}"\n'
-        '[gtrends]\nenabled = false\n'
-    )
+    extra = f'[pwc]\ncache_dir = "{tmp_path / "cache"}"\n[gtrends]\nenabled = false\n'
     return write_config(tmp_path / "trends.toml", sqlite_url, extra)
 
 
@@ -83,11 +79,18 @@ def pwc_data_repo(url: str) -> str:
 
 @pytest.mark.parametrize("fmt", ["parquet", "json.gz"])
 def test_archive_import_counts_and_shares(archive, config, sqlite_url, fmt) -> None:
-    result = run_cli(config, "backfill", "pwc", "--links", str(archive[f"links.{fmt}"]),
-                     "--papers", str(archive[f"papers.{fmt}"]))
+    result = run_cli(
+        config,
+        "backfill",
+        "pwc",
+        "--links",
+        str(archive[f"links.{fmt}"]),
+        "--papers",
+        str(archive[f"papers.{fmt}"]),
+    )
     assert result.exit_code == 0, result.output
     links = query(sqlite_url, "SELECT count(*) FROM pwc_links")[0][0]
-    assert links == len({(l["paper_url"], pwc_data_repo(l["repo_url"])) for l in LINKS})
+    assert links == len({(link["paper_url"], pwc_data_repo(link["repo_url"])) for link in LINKS})
     rows = query(
         sqlite_url,
         "SELECT variant, period_start, framework, value, share FROM framework_share "
@@ -95,8 +98,10 @@ def test_archive_import_counts_and_shares(archive, config, sqlite_url, fmt) -> N
     )
     names = {"tf": "tensorflow", "paddle": "paddlepaddle", "none": "other"}
     for official, variant in ((False, "all"), (True, "official")):
-        expected = {(q, names.get(code, code)): n
-                    for (q, code), n in expected_quarter_counts(official).items()}
+        expected = {
+            (q, names.get(code, code)): n
+            for (q, code), n in expected_quarter_counts(official).items()
+        }
         stored = {(q, f): v for var, q, f, v, _ in rows if var == variant}
         assert stored == pytest.approx(expected)
     totals = Counter()
@@ -108,8 +113,14 @@ def test_archive_import_counts_and_shares(archive, config, sqlite_url, fmt) -> N
 
 
 def test_rerun_changes_nothing_and_other_framework_is_none(archive, config, sqlite_url) -> None:
-    args = ["backfill", "pwc", "--links", str(archive["links.parquet"]),
-            "--papers", str(archive["papers.parquet"])]
+    args = [
+        "backfill",
+        "pwc",
+        "--links",
+        str(archive["links.parquet"]),
+        "--papers",
+        str(archive["papers.parquet"]),
+    ]
     assert run_cli(config, *args).exit_code == 0
     before = snapshot(sqlite_url)
     second = run_cli(config, *args)
@@ -128,17 +139,32 @@ def test_links_without_paper_are_counted_and_reported(tmp_path, config, sqlite_u
     files = pwc_data.write_synthetic_archive(folder, spec, formats=("parquet",))
     links = next(p for name, p in files.items() if name.startswith("links"))
     papers = next(p for name, p in files.items() if name.startswith("papers"))
-    result = run_cli(config, "-v", "backfill", "pwc", "--links", str(links), "--papers", str(papers))
+    result = run_cli(
+        config, "-v", "backfill", "pwc", "--links", str(links), "--papers", str(papers)
+    )
     assert result.exit_code == 0, result.output
     assert "have no paper in the papers file" in result.stderr
-    orphans = query(sqlite_url, "SELECT count(*) FROM pwc_links l LEFT JOIN pwc_papers p "
-                                "ON p.paper_url = l.paper_url WHERE p.paper_url IS NULL")[0][0]
+    orphans = query(
+        sqlite_url,
+        "SELECT count(*) FROM pwc_links l LEFT JOIN pwc_papers p "
+        "ON p.paper_url = l.paper_url WHERE p.paper_url IS NULL",
+    )[0][0]
     assert orphans > 0
 
 
 def test_incomplete_last_quarter_is_flagged_in_shares(archive, config) -> None:
-    assert run_cli(config, "backfill", "pwc", "--links", str(archive["links.parquet"]),
-                   "--papers", str(archive["papers.parquet"])).exit_code == 0
+    assert (
+        run_cli(
+            config,
+            "backfill",
+            "pwc",
+            "--links",
+            str(archive["links.parquet"]),
+            "--papers",
+            str(archive["papers.parquet"]),
+        ).exit_code
+        == 0
+    )
     last = max(p["date"] for p in PAPERS if p["date"] is not None)
     shown = run_cli(config, "shares", "--source", "pwc", "--granularity", "quarter")
     day = pd.Timestamp(last)
@@ -148,15 +174,24 @@ def test_incomplete_last_quarter_is_flagged_in_shares(archive, config) -> None:
 
 
 def test_download_cache_skips_unchanged_files(archive, config, sqlite_url) -> None:
-    with ArchiveFileServer({"links.parquet": archive["links.parquet"],
-                            "papers.parquet": archive["papers.parquet"]}) as server:
-        args = ["backfill", "pwc", "--links", server.url("links.parquet"),
-                "--papers", server.url("papers.parquet")]
+    with ArchiveFileServer(
+        {"links.parquet": archive["links.parquet"], "papers.parquet": archive["papers.parquet"]}
+    ) as server:
+        args = [
+            "backfill",
+            "pwc",
+            "--links",
+            server.url("links.parquet"),
+            "--papers",
+            server.url("papers.parquet"),
+        ]
         assert run_cli(config, *args).exit_code == 0
         assert run_cli(config, *args).exit_code == 0
         assert server.full_downloads("/links.parquet") == 1
         assert server.full_downloads("/papers.parquet") == 1
-    recorded = query(sqlite_url, "SELECT status, body FROM raw_responses WHERE source='pwc-archive'")
+    recorded = query(
+        sqlite_url, "SELECT status, body FROM raw_responses WHERE source='pwc-archive'"
+    )
     assert recorded and all(body is None for _, body in recorded)
 
 
@@ -168,21 +203,32 @@ def broken_files(tmp_path: Path, archive: dict[str, Path]) -> dict[str, Path]:
     pd.DataFrame({"title": ["x"], "stars": [3]}).to_parquet(wrong)
     html = tmp_path / "page.parquet"
     html.write_text("<!doctype html><html><body>Sign in</body></html>")
-    return {"truncated gzip": truncated, "wrong columns": wrong, "html page": html,
-            "missing path": tmp_path / "nope.parquet"}
+    return {
+        "truncated gzip": truncated,
+        "wrong columns": wrong,
+        "html page": html,
+        "missing path": tmp_path / "nope.parquet",
+    }
 
 
 @pytest.mark.parametrize("kind", ["truncated gzip", "wrong columns", "html page", "missing path"])
 def test_bad_archive_is_one_line_exit_1_and_database_unchanged(
     archive, config, sqlite_url, tmp_path, kind
 ) -> None:
-    good = ["backfill", "pwc", "--links", str(archive["links.parquet"]),
-            "--papers", str(archive["papers.parquet"])]
+    good = [
+        "backfill",
+        "pwc",
+        "--links",
+        str(archive["links.parquet"]),
+        "--papers",
+        str(archive["papers.parquet"]),
+    ]
     assert run_cli(config, *good).exit_code == 0
     before = snapshot(sqlite_url)
     bad = broken_files(tmp_path, archive)[kind]
-    result = run_cli(config, "backfill", "pwc", "--links", str(bad),
-                     "--papers", str(archive["papers.parquet"]))
+    result = run_cli(
+        config, "backfill", "pwc", "--links", str(bad), "--papers", str(archive["papers.parquet"])
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: pwc-archive: ")
     assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
@@ -192,8 +238,15 @@ def test_bad_archive_is_one_line_exit_1_and_database_unchanged(
 def test_html_instead_of_a_download_is_refused(archive, config, sqlite_url) -> None:
     with ArchiveFileServer({"links.parquet": archive["links.parquet"]}) as server:
         server.fail_next(html_page())
-        result = run_cli(config, "backfill", "pwc", "--links", server.url("links.parquet"),
-                         "--papers", str(archive["papers.parquet"]))
+        result = run_cli(
+            config,
+            "backfill",
+            "pwc",
+            "--links",
+            server.url("links.parquet"),
+            "--papers",
+            str(archive["papers.parquet"]),
+        )
     assert result.exit_code == 1 and "HTML" in result.stderr
     assert query(sqlite_url, "SELECT count(*) FROM pwc_links")[0][0] == 0
 
@@ -202,7 +255,9 @@ def test_html_instead_of_a_download_is_refused(archive, config, sqlite_url) -> N
 
 
 def api_config(tmp_path: Path, sqlite_url: str, api: FakePwcApi) -> Path:
-    extra = f'[pwc]\napi_url = "{api.base_url}"\napi_start = "2024-07-01"\n[gtrends]\nenabled = false\n'
+    extra = (
+        f'[pwc]\napi_url = "{api.base_url}"\napi_start = "2024-07-01"\n[gtrends]\nenabled = false\n'
+    )
     return write_config(tmp_path / "api.toml", sqlite_url, extra)
 
 
@@ -217,17 +272,28 @@ def test_api_counts_are_stored_as_pwc_api_shares(tmp_path, sqlite_url, monkeypat
         assert repeat.exit_code == 0
         # Only the current quarter's paper counts (and the repositories) are asked again.
         assert len(api.requests) - calls < calls
-    repos = dict(query(sqlite_url, "SELECT framework, count FROM pwc_api_counts "
-                                   "WHERE endpoint = 'repositories'"))
+    repos = dict(
+        query(
+            sqlite_url,
+            "SELECT framework, count FROM pwc_api_counts WHERE endpoint = 'repositories'",
+        )
+    )
     expected = Counter()
-    for _repo, code in {(l["repo_url"], l["framework"]) for l in LINKS}:  # as the server counts
+    for _repo, code in {
+        (link["repo_url"], link["framework"]) for link in LINKS
+    }:  # as the server counts
         expected[code] += 1
     assert repos["pytorch"] == expected["pytorch"] and repos["tensorflow"] == expected["tf"]
-    quarters = query(sqlite_url, "SELECT DISTINCT period_start FROM pwc_api_counts "
-                                 "WHERE endpoint = 'papers' ORDER BY 1")
+    quarters = query(
+        sqlite_url,
+        "SELECT DISTINCT period_start FROM pwc_api_counts WHERE endpoint = 'papers' ORDER BY 1",
+    )
     assert [q for (q,) in quarters] == ["2024-07-01", "2024-10-01", "2025-01-01"]
-    shares = query(sqlite_url, "SELECT variant, granularity, period_start, sum(share) FROM "
-                               "framework_share WHERE source = 'pwc-api' GROUP BY 1, 2, 3")
+    shares = query(
+        sqlite_url,
+        "SELECT variant, granularity, period_start, sum(share) FROM "
+        "framework_share WHERE source = 'pwc-api' GROUP BY 1, 2, 3",
+    )
     assert {(v, g) for v, g, _, _ in shares} == {("repositories", "day"), ("papers", "quarter")}
     assert all(total == pytest.approx(1.0) for *_, total in shares)
 
@@ -249,7 +315,9 @@ def test_api_that_ignores_filters_is_refused_and_nothing_stored(
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: pwc-api: ") and message in result.stderr
     assert query(sqlite_url, "SELECT count(*) FROM pwc_api_counts")[0][0] == 0
-    assert query(sqlite_url, "SELECT count(*) FROM raw_responses WHERE source = 'pwc-api'")[0][0] > 0
+    assert (
+        query(sqlite_url, "SELECT count(*) FROM raw_responses WHERE source = 'pwc-api'")[0][0] > 0
+    )
     assert query(sqlite_url, "SELECT status FROM runs")[0][0] == "failed"
 
 
@@ -264,6 +332,7 @@ def test_unreachable_source_is_named_and_others_are_kept(archive, tmp_path, sqli
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: pwc-api: ")
     assert query(sqlite_url, "SELECT source, status FROM runs ORDER BY id") == [
-        ("pwc-archive", "ok"), ("pwc-api", "partial"),
+        ("pwc-archive", "ok"),
+        ("pwc-api", "partial"),
     ]
     assert query(sqlite_url, "SELECT count(*) FROM framework_share WHERE source = 'pwc'")[0][0] > 0

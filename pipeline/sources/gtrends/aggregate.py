@@ -1,7 +1,9 @@
 """Rebuild ``gtrends_series`` and the ``gtrends`` rows of ``framework_share`` from stored cells.
 
 Per resolution, every stored window of the configured geo/category/property goes into one joint
-least-squares fit (``scale.joint_scale``); the result replaces that resolution's series. Shares:
+least-squares fit (``scale.joint_scale``); the result replaces that resolution's series. The
+daily fit also takes the weekly and monthly windows, so that the long daily chain cannot drift
+away from them (``tie.py``). Shares:
 
 - ``day`` from the daily series;
 - ``week`` (Sunday-start) and ``month``: the mean of the daily series over complete periods,
@@ -21,6 +23,7 @@ from sqlalchemy import Engine, select
 from pipeline.config import Settings
 from pipeline.errors import StepFailed
 from pipeline.sources.gtrends.scale import DisconnectedRequests, joint_scale
+from pipeline.sources.gtrends.tie import COARSE, tied_joint_scale
 from storage.models import FrameworkShare, GtrendsCell, GtrendsFetch, GtrendsSeries
 from storage.upsert import replace_rows
 
@@ -41,6 +44,8 @@ def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFr
             GtrendsCell.value,
             GtrendsCell.below_one,
             GtrendsCell.is_partial,
+            GtrendsFetch.window_start,
+            GtrendsFetch.window_end,
         )
         .join(GtrendsFetch, GtrendsFetch.id == GtrendsCell.fetch_id)
         .where(
@@ -60,14 +65,21 @@ def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFr
                 "value",
                 "below_one",
                 "is_partial",
+                "window_start",
+                "window_end",
             ],
         )
 
 
 def scaled_series(engine: Engine, settings: Settings, resolution: str) -> pd.DataFrame:
+    """One resolution's series; the daily one is tied to the weekly and monthly cells."""
     cells = load_cells(engine, settings, resolution)
+    tau = settings.gtrends.threshold
     try:
-        return joint_scale(cells, tau=settings.gtrends.threshold)
+        if resolution == "day" and not cells.empty:
+            coarse = {g: load_cells(engine, settings, g) for g in COARSE}
+            return tied_joint_scale(cells, coarse, tau=tau)
+        return joint_scale(cells, tau=tau)
     except DisconnectedRequests as error:
         raise StepFailed(
             f"gtrends {resolution} windows cannot be put on one scale ({error}); "

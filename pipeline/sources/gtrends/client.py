@@ -24,6 +24,7 @@ from pipeline.http import (
     SourceError,
     SourceUnavailable,
     TransientError,
+    describe_connection_error,
     parse_retry_after,
 )
 from pipeline.sources.gtrends.parse import UnexpectedResponse
@@ -102,7 +103,9 @@ class PytrendsClient:
         if request.property not in PROPERTIES:
             raise ValueError(f"property must be one of {PROPERTIES}, got {request.property!r}")
         self.policy.before_request(self.base_url + "/api/explore")
-        return self.policy.call(lambda: self._attempt(request), what=f"Google Trends {request.key}")
+        span = f"{request.start}..{request.end}"
+        what = f"Google Trends {request.resolution} {span} ({len(request.keywords)} terms)"
+        return self.policy.call(lambda: self._attempt(request), what=what)
 
     def _capture(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """``requests`` response hook: every response pytrends gets, raw, before it parses."""
@@ -154,7 +157,8 @@ class PytrendsClient:
         except ResponseError as error:
             raise self._translate_status(error.response) from error
         except (requests.ConnectionError, requests.Timeout) as error:
-            raise TransientError(f"connection to Google Trends failed: {error}") from error
+            reason = describe_connection_error(error)
+            raise TransientError(f"{urlsplit(self.base_url).netloc}: {reason}") from error
         except json.JSONDecodeError as error:
             # A body cut short in transfer: the raw bytes were stored; asking again is cheap.
             raise TransientError(f"{self._last_endpoint()} sent invalid JSON: {error}") from error

@@ -20,9 +20,17 @@ the input — and so the result — is unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 
-from pipeline.sources.gtrends.scale import BELOW_ONE_VALUE
+from pipeline.sources.gtrends.scale import (
+    BELOW_ONE_VALUE,
+    DEFAULT_TAU,
+    OUTPUT_COLUMNS,
+    DisconnectedRequests,
+    joint_scale,
+)
 
 COARSE = ("week", "month")
 CELL_COLUMNS = ["request_id", "keyword", "period_start", "value", "below_one", "is_partial"]
@@ -104,7 +112,7 @@ def coarse_cells_inside_window(cells: pd.DataFrame, granularity: str) -> pd.Data
     ]
 
 
-def tied_cells(day_cells: pd.DataFrame, coarse: dict[str, pd.DataFrame]) -> pd.DataFrame:
+def tied_cells(day_cells: pd.DataFrame, coarse: Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Daily cells plus the equations that tie them to the weekly/monthly cells in ``coarse``.
 
     A granularity without cells adds nothing (not even the daily period means, which on their
@@ -123,3 +131,34 @@ def tied_cells(day_cells: pd.DataFrame, coarse: dict[str, pd.DataFrame]) -> pd.D
 def is_daily_key(period_start: pd.Series) -> pd.Series:
     """True for the daily rows of a fit over :func:`tied_cells` (not the period keys)."""
     return ~period_start.astype(str).str.contains(" ", regex=False)
+
+
+def _daily_rows(fitted: pd.DataFrame) -> pd.DataFrame:
+    """The daily rows of a tied fit, rescaled so their maximum is 100 again."""
+    daily = fitted[is_daily_key(fitted["period_start"])].reset_index(drop=True)
+    peak = daily["value"].max()
+    if peak > 0:
+        daily["value"] = daily["value"] * (100.0 / peak)
+    return daily[OUTPUT_COLUMNS]
+
+
+def tied_joint_scale(
+    day_cells: pd.DataFrame, coarse: Mapping[str, pd.DataFrame], tau: float = DEFAULT_TAU
+) -> pd.DataFrame:
+    """The daily series of one joint fit over daily, weekly and monthly cells.
+
+    Output as :func:`scale.joint_scale` for the daily cells. Weekly or monthly windows that
+    share no usable period with the daily windows (say, weekly data for other years) cannot
+    be tied; then the tie uses what connects — both, monthly only, weekly only, or nothing.
+    """
+    usable = {g: cells for g, cells in coarse.items() if g in COARSE and not cells.empty}
+    attempts = [("week", "month"), ("month",), ("week",)]
+    for granularities in attempts:
+        if not all(g in usable for g in granularities):
+            continue
+        cells = tied_cells(day_cells, {g: usable[g] for g in granularities})
+        try:
+            return _daily_rows(joint_scale(cells, tau=tau))
+        except DisconnectedRequests:
+            continue
+    return joint_scale(day_cells, tau=tau)
