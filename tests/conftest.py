@@ -91,6 +91,15 @@ def database_url(request: pytest.FixtureRequest, sqlite_url: str) -> str:
     return request.getfixturevalue("postgres_url")
 
 
+def query(url: str, sql: str) -> list[tuple]:
+    """Rows of ``sql`` on the database at ``url``, through a short-lived engine."""
+    engine = create_engine(url)
+    with engine.connect() as connection:
+        rows = [tuple(row) for row in connection.execute(text(sql))]
+    engine.dispose()
+    return rows
+
+
 def run_cli(config: Path | None, *args: str, input: str | None = None) -> Result:
     prefix = ["--config", str(config)] if config else []
     return CliRunner().invoke(main, [*prefix, *args], input=input, catch_exceptions=False)

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine
 
-from tests.conftest import run_cli, write_config
+from tests.conftest import query, run_cli, write_config
 from tests.fakes.gtrends_server import FakeGoogleTrends, Fault
 
 TODAY = datetime.now(UTC).date()
@@ -36,14 +36,6 @@ def config(tmp_path: Path, sqlite_url: str, fake: FakeGoogleTrends) -> Path:
         "[pwc]\narchive_enabled = false\napi_enabled = false\n"
     )
     return write_config(tmp_path / "trends.toml", sqlite_url, extra)
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        rows = [tuple(row) for row in connection.execute(text(sql))]
-    engine.dispose()
-    return rows
 
 
 def data_requests(fake: FakeGoogleTrends) -> int:

@@ -10,8 +10,10 @@ import pytest
 
 from pipeline.sources.gtrends.plan import build_plan
 from pipeline.sources.gtrends.scale import (
+    MIN_SAMPLING_NOISE,
     DisconnectedRequests,
     chain_by_overlap_ratio,
+    estimate_sampling_noise,
     joint_scale,
 )
 from tests.fakes.gtrends_server import FakeGoogleTrends, KeywordProfile
@@ -156,3 +158,22 @@ def test_low_volume_keyword_recovered_through_a_similar_anchor():
     truth = fake.truth_frame(keywords, date(2020, 1, 1), date(2020, 12, 31))
     errors = relative_errors(joint_scale(cells), truth, floor=0)
     assert errors["tiny"].median() < 0.1
+
+
+@pytest.mark.parametrize("noise", [0.0, 0.02, 0.05])
+def test_sampling_noise_is_measured_from_the_overlaps(noise: float) -> None:
+    fake = FakeGoogleTrends(today=date(2024, 12, 31), sample_noise=noise)
+    cells = fetch_cells(
+        fake, ["pytorch", "tensorflow", "jax"], date(2021, 1, 1), date(2023, 12, 31)
+    )
+    measured = estimate_sampling_noise(cells)
+    if noise == 0:
+        assert measured == MIN_SAMPLING_NOISE  # rounding explains all the disagreement
+    else:
+        assert measured == pytest.approx(noise, rel=0.15)
+
+
+def test_sampling_noise_falls_back_without_shared_cells() -> None:
+    fake = FakeGoogleTrends(today=date(2024, 12, 31))
+    cells = fake.answer_cells(0, ["pytorch", "jax"], date(2023, 1, 1), date(2023, 6, 30))
+    assert estimate_sampling_noise(cells) == 0.03

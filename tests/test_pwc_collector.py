@@ -7,22 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from sqlalchemy import create_engine, text
 
-from tests.conftest import run_cli, write_config
+from tests.conftest import query, run_cli, write_config
 from tests.fakes import pwc_data
 from tests.fakes.pwc_server import ArchiveFileServer, FakePwcApi, html_page
 
 LINKS = pwc_data.load_fixture_links()
 PAPERS = pwc_data.fixture_papers(LINKS)
-
-
-def query(url: str, sql: str) -> list[tuple]:
-    engine = create_engine(url)
-    with engine.connect() as connection:
-        rows = [tuple(row) for row in connection.execute(text(sql))]
-    engine.dispose()
-    return rows
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:

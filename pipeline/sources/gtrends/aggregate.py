@@ -20,6 +20,7 @@ import logging
 import pandas as pd
 from sqlalchemy import Engine, select
 
+from pipeline import shares
 from pipeline.config import Settings
 from pipeline.errors import StepFailed
 from pipeline.sources.gtrends.scale import DisconnectedRequests, joint_scale
@@ -31,7 +32,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = "gtrends"
 SERIES_KEY = ["framework", "geo", "category", "property", "resolution", "period_start"]
-SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
 
 
 def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFrame:
@@ -104,22 +104,9 @@ def _period_mean(daily: pd.DataFrame, granularity: str) -> pd.DataFrame:
     return complete.rename(columns={"period": "period_start"})[["keyword", "period_start", "value"]]
 
 
-def _shares(values: pd.DataFrame, granularity: str, variant: str) -> list[dict]:
-    totals = values.groupby("period_start")["value"].transform("sum")
-    frame = values.assign(share=values["value"] / totals.where(totals > 0))
-    frame = frame.dropna(subset=["share"])
-    return [
-        {
-            "source": SOURCE,
-            "variant": variant,
-            "granularity": granularity,
-            "period_start": row.period_start,
-            "framework": row.keyword,
-            "value": float(row.value),
-            "share": float(row.share),
-        }
-        for row in frame.itertuples(index=False)
-    ]
+def _named(series: pd.DataFrame) -> pd.DataFrame:
+    """The scaled series' ``keyword`` column is the framework key."""
+    return series.rename(columns={"keyword": "framework"})[["period_start", "framework", "value"]]
 
 
 def rebuild(engine: Engine, settings: Settings) -> int:
@@ -129,13 +116,13 @@ def rebuild(engine: Engine, settings: Settings) -> int:
         resolution: scaled_series(engine, settings, resolution)
         for resolution in ("day", "week", "month")
     }
-    share_rows = _shares(series["day"], "day", g.variant) if len(series["day"]) else []
+    share_table = shares.share_rows(_named(series["day"]), SOURCE, g.variant, "day")
     for granularity in ("week", "month"):
         derived = _period_mean(series["day"], granularity) if len(series["day"]) else series["day"]
         native = series[granularity][["keyword", "period_start", "value"]]
         covered = set(derived["period_start"])
         combined = pd.concat([derived, native[~native["period_start"].isin(covered)]])
-        share_rows += _shares(combined, granularity, g.variant) if len(combined) else []
+        share_table += shares.share_rows(_named(combined), SOURCE, g.variant, granularity)
 
     series_rows = [
         {
@@ -152,7 +139,7 @@ def rebuild(engine: Engine, settings: Settings) -> int:
         for row in frame.itertuples(index=False)
     ]
     with engine.begin() as connection:
-        replace_rows(
+        changed = replace_rows(
             connection,
             GtrendsSeries,
             series_rows,
@@ -163,12 +150,15 @@ def rebuild(engine: Engine, settings: Settings) -> int:
                 GtrendsSeries.property == g.property,
             ],
         )
-        replace_rows(
+        changed += shares.replace_shares(
             connection,
-            FrameworkShare,
-            share_rows,
-            SHARE_KEY,
+            share_table,
             [FrameworkShare.source == SOURCE, FrameworkShare.variant == g.variant],
         )
-    log.info("gtrends: %d series rows, %d share rows", len(series_rows), len(share_rows))
-    return len(series_rows) + len(share_rows)
+    log.info(
+        "gtrends: %d series rows, %d share rows (%d changed)",
+        len(series_rows),
+        len(share_table),
+        changed,
+    )
+    return changed

@@ -7,7 +7,7 @@ once by least squares over the cells that are large enough to trust (value ≥ �
 integers makes small values coarse: ±0.5 is 10 % at 5). Overlapping windows, batches sharing an
 anchor keyword and repeated fetches all simply add equations. Each equation is weighted by the
 inverse variance of log r (sampling noise plus rounding, sd ≈ 0.29/r), so a 90 counts more
-than a 6.
+than a 6; the sampling noise is measured from the cells several requests share.
 
 Solving: for fixed offsets the best u(k,t) is the weighted mean of (log r − a_w) over the
 requests that cover (k,t). Substituting it leaves normal equations for the offsets alone — a
@@ -29,7 +29,8 @@ REQUIRED_COLUMNS = ("request_id", "keyword", "period_start", "value")
 OUTPUT_COLUMNS = ["keyword", "period_start", "value", "observations"]
 DEFAULT_TAU = 5.0
 ROUNDING_SD = 12**-0.5  # sd of rounding to an integer
-DEFAULT_SAMPLING_NOISE = 0.03  # assumed sd of Google's per-fetch sampling, log scale
+DEFAULT_SAMPLING_NOISE = 0.03  # sd of Google's per-fetch sampling (log) when it cannot be measured
+MIN_SAMPLING_NOISE = 0.005  # keeps the weights of large values finite when no noise is measured
 BELOW_ONE_VALUE = 0.5  # "<1" means 0 < x < 1 on the request's scale: take the midpoint
 
 
@@ -119,23 +120,66 @@ def _weights(values: np.ndarray, sampling_noise: float) -> np.ndarray:
     return 1.0 / (sampling_noise**2 + (ROUNDING_SD / values) ** 2)
 
 
+def _indexed(
+    frame: pd.DataFrame, tau: float
+) -> tuple[np.ndarray, pd.MultiIndex, np.ndarray, np.ndarray]:
+    """(cell index, cell keys, request index, cells that drive the fit) of validated cells."""
+    cell, cell_keys = pd.factorize(pd.MultiIndex.from_frame(frame[["keyword", "period_start"]]))
+    request, _ = pd.factorize(frame["request_id"])
+    fits = (frame["value"].to_numpy() >= tau) & ~frame["is_partial"].to_numpy()
+    return cell, cell_keys, request, fits
+
+
+def estimate_sampling_noise(cells: pd.DataFrame, tau: float = DEFAULT_TAU) -> float:
+    """Per-fetch sampling noise (sd of log value) measured where requests share a cell.
+
+    After a first fit, a cell seen by n requests leaves n − 1 degrees of freedom of residual
+    variance; what rounding does not explain is sampling noise. Weighting by the measured
+    noise rather than a guess matters: with exact data the large values should dominate (their
+    rounding error is smallest), with noisy data every cell counts about the same.
+    Returns ``DEFAULT_SAMPLING_NOISE`` when no cell is shared.
+    """
+    frame = _validated(cells)
+    if frame.empty:
+        return DEFAULT_SAMPLING_NOISE
+    cell, _, request, fits = _indexed(frame, tau)
+    values = frame["value"].to_numpy()[fits]
+    cell, request, y = cell[fits], request[fits], np.log(values)
+    if cell.size == 0:
+        return DEFAULT_SAMPLING_NOISE
+    weight = _weights(values, DEFAULT_SAMPLING_NOISE)
+    offsets = _fit_offsets(cell, request, y, weight, int(request.max()) + 1)
+    level = y - offsets[request]
+    count = np.bincount(cell)
+    shared = count[cell] >= 2
+    if not shared.any():
+        return DEFAULT_SAMPLING_NOISE
+    mean = np.bincount(cell, weights=level) / np.maximum(count, 1)
+    freedom = (count[cell] - 1) / count[cell]  # E[residual²] = freedom · variance
+    residual = (level - mean[cell])[shared] ** 2
+    rounding = (ROUNDING_SD / values[shared]) ** 2 * freedom[shared]
+    variance = (residual.sum() - rounding.sum()) / freedom[shared].sum()
+    return max(float(np.sqrt(max(variance, 0.0))), MIN_SAMPLING_NOISE)
+
+
 def joint_scale(
-    cells: pd.DataFrame, tau: float = DEFAULT_TAU, sampling_noise: float = DEFAULT_SAMPLING_NOISE
+    cells: pd.DataFrame, tau: float = DEFAULT_TAU, sampling_noise: float | None = None
 ) -> pd.DataFrame:
     """One consistent series per keyword from overlapping requests (all of one resolution).
 
     ``cells``: columns ``request_id, keyword, period_start, value`` (0..100), optionally
     ``below_one`` ("<1") and ``is_partial``. Returns ``keyword, period_start, value,
     observations`` with the overall maximum scaled to 100; ``observations`` counts the
-    fetched cells combined into each value.
+    fetched cells combined into each value. ``sampling_noise`` (sd of log value per fetch)
+    sets the weights; by default it is measured from the cells (:func:`estimate_sampling_noise`).
     """
     frame = _validated(cells)
     if frame.empty:
         return pd.DataFrame(columns=OUTPUT_COLUMNS)
-    cell, cell_keys = pd.factorize(pd.MultiIndex.from_frame(frame[["keyword", "period_start"]]))
-    request, _ = pd.factorize(frame["request_id"])
+    if sampling_noise is None:
+        sampling_noise = estimate_sampling_noise(frame, tau)
+    cell, cell_keys, request, fits = _indexed(frame, tau)
     values = frame["value"].to_numpy()
-    fits = (values >= tau) & ~frame["is_partial"].to_numpy()
 
     y = np.log(values[fits])
     weight = _weights(values[fits], sampling_noise)

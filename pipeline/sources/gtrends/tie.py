@@ -26,9 +26,11 @@ import pandas as pd
 
 from pipeline.sources.gtrends.scale import (
     BELOW_ONE_VALUE,
+    DEFAULT_SAMPLING_NOISE,
     DEFAULT_TAU,
     OUTPUT_COLUMNS,
     DisconnectedRequests,
+    estimate_sampling_noise,
     joint_scale,
 )
 
@@ -152,13 +154,20 @@ def tied_joint_scale(
     be tied; then the tie uses what connects — both, monthly only, weekly only, or nothing.
     """
     usable = {g: cells for g, cells in coarse.items() if g in COARSE and not cells.empty}
+    if not usable:
+        return joint_scale(day_cells, tau=tau)
+    # Measured on the daily cells: the period means are less noisy and would hide it.
+    try:
+        noise = estimate_sampling_noise(day_cells, tau)
+    except DisconnectedRequests:  # the daily windows may connect through the coarse ones
+        noise = DEFAULT_SAMPLING_NOISE
     attempts = [("week", "month"), ("month",), ("week",)]
     for granularities in attempts:
         if not all(g in usable for g in granularities):
             continue
         cells = tied_cells(day_cells, {g: usable[g] for g in granularities})
         try:
-            return _daily_rows(joint_scale(cells, tau=tau))
+            return _daily_rows(joint_scale(cells, tau=tau, sampling_noise=noise))
         except DisconnectedRequests:
             continue
     return joint_scale(day_cells, tau=tau)

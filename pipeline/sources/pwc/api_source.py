@@ -17,19 +17,19 @@ from datetime import date, timedelta
 import pandas as pd
 from sqlalchemy import select
 
+from pipeline import shares
 from pipeline.app import App
 from pipeline.http import HttpClient, HttpPolicy, HttpResponse
 from pipeline.rawstore import store_response
 from pipeline.runlog import RunRecord, utc_today
 from pipeline.sources.pwc.api import EndpointMissing, PwcApiClient
 from storage.models import FrameworkShare, PwcApiCount
-from storage.upsert import replace_rows, upsert
+from storage.upsert import upsert
 
 log = logging.getLogger(__name__)
 
 SOURCE = "pwc-api"
 KEY = ["snapshot_date", "endpoint", "framework", "period_start"]
-SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
 
 
 def quarters(first: date, last: date) -> list[tuple[date, date]]:
@@ -130,21 +130,8 @@ def aggregate(app: App) -> int:
     papers = papers.assign(granularity="quarter")
     rows = []
     for variant, frame in (("repositories", repositories), ("papers", papers)):
-        totals = frame.groupby("period_start")["count"].transform("sum")
-        for row, total in zip(frame.itertuples(index=False), totals, strict=True):
-            if total > 0:
-                rows.append(
-                    {
-                        "source": SOURCE,
-                        "variant": variant,
-                        "granularity": row.granularity,
-                        "period_start": row.period_start,
-                        "framework": row.framework,
-                        "value": float(row.count),
-                        "share": row.count / total,
-                    }
-                )
+        for granularity, subset in frame.groupby("granularity"):
+            values = subset.rename(columns={"count": "value"})
+            rows += shares.share_rows(values, SOURCE, variant, str(granularity))
     with app.engine.begin() as connection:
-        return replace_rows(
-            connection, FrameworkShare, rows, SHARE_KEY, [FrameworkShare.source == SOURCE]
-        )
+        return shares.replace_shares(connection, rows, [FrameworkShare.source == SOURCE])
