@@ -98,6 +98,7 @@ def atomic_path(target: Path) -> Iterator[Path]:
     fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     os.close(fd)
     temporary = Path(name)
+    temporary.chmod(0o644)  # mkstemp makes it private (0600); exports and charts are shared
     try:
         yield temporary
         temporary.replace(target)

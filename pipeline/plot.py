@@ -215,7 +215,6 @@ def plot_shares(
             temporary.write_text(_html_page(settings, chart, table, figure), encoding="utf-8")
         else:
             figure.savefig(temporary, format=extension[1:], metadata=_metadata(extension))
-        temporary.chmod(0o644)  # charts get published; the temporary file was private (0600)
     return chart
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from pipeline.sources.gtrends.plan import build_plan
 from pipeline.sources.gtrends.scale import (
+    DEFAULT_SAMPLING_NOISE,
     MIN_SAMPLING_NOISE,
     DisconnectedRequests,
     chain_by_overlap_ratio,
@@ -176,4 +177,4 @@ def test_sampling_noise_is_measured_from_the_overlaps(noise: float) -> None:
 def test_sampling_noise_falls_back_without_shared_cells() -> None:
     fake = FakeGoogleTrends(today=date(2024, 12, 31))
     cells = fake.answer_cells(0, ["pytorch", "jax"], date(2023, 1, 1), date(2023, 6, 30))
-    assert estimate_sampling_noise(cells) == 0.03
+    assert estimate_sampling_noise(cells) == DEFAULT_SAMPLING_NOISE
