@@ -1,7 +1,7 @@
 """Benchmark: Google Trends backfill through the real pipeline against the fake with seeded truth.
 
 For each scenario (the 7 default frameworks = two batches sharing an anchor, and a 5-framework
-set = one batch; the fake's per-fetch sampling noise at 0 and 5 %) it starts
+set = one batch; the fake's per-fetch sampling noise at 0, 2 and 5 %) it starts
 ``FakeGoogleTrends``, writes a temporary config pointing ``[gtrends] base_url`` at it and runs
 ``collector.backfill`` (what ``trends backfill gtrends`` calls) for 2016-01-01..2025-12-31 at
 day, week and month resolution into a fresh SQLite file. It then reads back what the pipeline

@@ -16,6 +16,10 @@ of equation to the daily cells, keyed by a period label that cannot clash with a
 fit then places every daily request against the weekly and monthly requests as well as against
 its neighbours, and the daily levels come out of the same fit. Without weekly or monthly cells
 the input — and so the result — is unchanged.
+
+A period mean is weighted like one fetched cell of its value, not like the 7 (or ~30) cells it
+averages: those cells already tie neighbouring daily windows, and weighting the mean by its
+days would count every overlap twice (measured: no better than the plain weight).
 """
 
 from __future__ import annotations
