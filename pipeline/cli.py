@@ -370,9 +370,10 @@ def plot(
     """Draw each framework's share over time to a PNG, SVG or HTML file.
 
     The defaults draw the article charts: `trends plot -o gtrends.png` (Google Trends, weekly
-    shares of search interest over the last five years, lines) and
+    shares of search interest over the last five years of data, lines) and
     `trends plot --source pwc -o pwc.svg` (Papers with Code, quarterly share of
-    implementations, stacked areas). Colours come from [frameworks.X] color.
+    implementations over the last ten years of data, stacked areas). --start/--end choose
+    another window. Colours come from [frameworks.X] color.
     """
     from pipeline.plot import plot_shares
 

@@ -1,7 +1,7 @@
 """``trends plot``: each framework's share over time as a PNG, SVG or self-contained HTML chart.
 
 The defaults draw the two article charts: Google Trends as weekly lines over the last five
-years, Papers with Code as quarterly stacked areas. A framework keeps its colour in every chart
+years of data, Papers with Code as quarterly stacked areas over the last ten. A framework keeps its colour in every chart
 (``[frameworks.X] color``, else a fallback picked by a hash of its key, never by its position).
 Figures are drawn with matplotlib's object API (no pyplot, so no global backend state; PNGs are
 rendered by Agg).
@@ -60,7 +60,7 @@ class SourceStyle:
 
 STYLES = {
     "gtrends": SourceStyle("Google Trends", "search interest", "week", "lines", years=5),
-    "pwc": SourceStyle("Papers with Code", "implementations", "quarter", "area"),
+    "pwc": SourceStyle("Papers with Code", "implementations", "quarter", "area", years=10),
     "pwc-api": SourceStyle("Papers with Code (live API)", "implementations", None, "area"),
 }
 
@@ -156,7 +156,6 @@ def plot_shares(
     start: str | None = None,
     end: str | None = None,
     kind: str | None = None,
-    today: date | None = None,
 ) -> Chart:
     """Draw ``source``'s shares over time to ``output`` (.png, .svg or .html).
 
@@ -171,8 +170,8 @@ def plot_shares(
     if kind is not None and kind not in KINDS:
         raise UsageError(f"unknown chart kind {kind!r} (one of: {', '.join(KINDS)})")
     style = STYLES.get(source, SourceStyle(source, "the total", None, "lines"))
-    if start is None and end is None and style.years:
-        start = _years_before(today or date.today(), style.years).isoformat()
+    # Without --start/--end: the last N years of the data (the archive ends in 2025).
+    window = style.years if start is None and end is None else None
     if variant is None and source == "gtrends":
         variant = settings.gtrends.variant
     if variant is None and source == "pwc":
@@ -192,6 +191,9 @@ def plot_shares(
         "granularity", granularity or style.granularity, {row[2] for row in rows}, "--granularity"
     )
     rows = [row for row in rows if row[1] == variant and row[2] == granularity]
+    if window:
+        start = _years_before(date.fromisoformat(max(row[3] for row in rows)), window).isoformat()
+        rows = [row for row in rows if row[3] >= start]
 
     table: dict[str, dict[str, float]] = {}
     for _source, _variant, _granularity, period, framework, _value, share in rows:
