@@ -2,9 +2,9 @@
 
 The defaults draw the two article charts: Google Trends as weekly lines over the last five
 years of data, Papers with Code as quarterly stacked areas over the last ten. A framework
-keeps its colour in every chart (``[frameworks.X] color``, else a fallback picked by a hash of its key, never by its position).
-Figures are drawn with matplotlib's object API (no pyplot, so no global backend state; PNGs are
-rendered by Agg).
+keeps its colour in every chart (``[frameworks.X] color``, else a fallback picked by a hash
+of its key, never by its position). Figures are drawn with matplotlib's object API (no
+pyplot, so no global backend state; PNGs are rendered by Agg).
 """
 
 from __future__ import annotations
