@@ -170,7 +170,8 @@ class GtrendsCell(Base):
 
 
 class PwcLink(Base):
-    """A paper implementation from the Papers-with-Code archive (links dump)."""
+    """A paper implementation from the Papers-with-Code archive (links dump), with its paper's
+    publication date from the papers dump (NULL when the paper is missing or undated)."""
 
     __tablename__ = "pwc_links"
 
@@ -180,17 +181,9 @@ class PwcLink(Base):
     arxiv_id: Mapped[str | None] = mapped_column(String(40))
     is_official: Mapped[bool] = mapped_column(Boolean)
     framework: Mapped[str] = mapped_column(String(20))  # PwC code: pytorch, tf, …, none
+    published: Mapped[str | None] = mapped_column(String(10))
 
     __table_args__ = (UniqueConstraint("paper_url", "repo_url", name="uq_pwc_links_key"),)
-
-
-class PwcPaper(Base):
-    """A paper's publication date from the Papers-with-Code archive (papers dump)."""
-
-    __tablename__ = "pwc_papers"
-
-    paper_url: Mapped[str] = mapped_column(Text, primary_key=True)
-    published: Mapped[str | None] = mapped_column(String(10))
 
 
 class PwcApiCount(Base):

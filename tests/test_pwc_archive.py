@@ -687,3 +687,78 @@ def test_parquet_with_csv_style_strings(tmp_path: Path) -> None:
     assert links["framework"].tolist() == ["tf", "pytorch", "tensorflow"]
     assert stats.invalid_is_official == 1 and stats.missing_repo_urls == 1
     assert stats.unknown_frameworks == Counter({"tensorflow": 1})
+
+
+# --- vectorised normalisation agrees with the scalar functions --------------------------------
+
+TRICKY_URLS = [
+    "https://github.com/Owner/Repo", "HTTP://GitHub.com/A/B", "https://github.com",
+    "https://github.com/", "https://github.com/a", "https://github.com//a/b",
+    "https://user@github.com/a/b", "https://github.com:443/a/b", "https://github.com/a%20b/c",
+    "https://GitLab.com/g/s/r/-/tree/x", "https://github.com/a/b/tree",
+    "https://github.com/a/treehouse", "https://github.com/a/b.git.git", "https://github.com/a/b//",
+    "https://github.com/a/b/.git", "https://github.com/a/b/blob", "ftp://github.com/a/b",
+    "github.com/a/b", "git@github.com:a/b.git", "https://github.com/a/.git/.git",
+    "https://github.com/a/b.git/.git//",
+    "none", "N/A", " null ", "https://www.www.github.com/a/b", "https://github.com/a/b?x=/tree/y",
+    "https://github.com/a/b#frag", "https://github.com?x", "https://bitbucket.org/a/b/src/master/",
+    "https://github.com/ä/b", "\thttps://github.com/a/b\n", "https://sourceforge.net/projects/x/",
+    "https://github.com/a b/c", "https://[::1]/a/b", "https://github.com/a/b/tree/master/x/blob/y",
+    "https://gitee.com/a/b.git/", "https:///a/b", "https://github.com/a/b/issues/3?x=1#top",
+]  # fmt: skip
+
+
+def _fuzz_urls(n: int, seed: int = 5) -> list[str]:
+    """Mostly plain http(s) URLs (the vectorised path) with sub-paths, suffixes and case."""
+    schemes = ["https://", "http://", "HTTPS://", "https://www.", "ftp://", ""]
+    hosts = ["github.com", "GitHub.com", "gitlab.com", "x.org", "", "www.github.com"]
+    pieces = ["/", "//", "owner", "Repo", ".git", "/tree", "/blob", "/-/", "tree", "blob", "-",
+              ".", "?q=/tree/1", "#f", "/x", "/Y.GIT", "%41", ":22", "@", " ", "ü"]  # fmt: skip
+    weights = np.array([4.0] * 16 + [0.3] * 5)
+    rng = np.random.default_rng(seed)
+    return [
+        rng.choice(schemes, p=[0.4, 0.2, 0.1, 0.1, 0.1, 0.1])
+        + rng.choice(hosts)
+        + "".join(rng.choice(pieces, size=rng.integers(0, 8), p=weights / weights.sum()))
+        for _ in range(n)
+    ]
+
+
+def test_vectorised_repo_urls_match_the_scalar_function() -> None:
+    values = [*TRICKY_URLS, *_fuzz_urls(5_000), None, float("nan"), ""]
+    got = archive.normalize_repo_urls(pd.Series(values, dtype=object)).to_pylist()
+    assert got == [normalize_repo_url(v) for v in values]
+    # Mixed types (numbers in a JSON file) take the scalar path.
+    mixed = pd.Series(["https://github.com/A/B", 3, "3/x", None], dtype=object)
+    got = archive.normalize_repo_urls(mixed).to_pylist()
+    assert got == ["https://github.com/a/b", None, "https://3/x", None]
+
+
+def test_vectorised_ids_frameworks_and_paper_urls_match_the_scalar_functions() -> None:
+    ids = ["1805.07499", "1706.03762v7", "arXiv:1706.03762V2", " ARXIV: 2101.1 ", "v3", "",
+           "none", "N/A", None, "hep-th/9901001v1", "2101.00001v", "arxiv:"]  # fmt: skip
+    got = archive.normalize_arxiv_ids(pd.Series(ids, dtype=object)).to_pylist()
+    assert got == [normalize_arxiv_id(v) for v in ids]
+    codes = ["PyTorch", " tf ", "none", "None", "", "null", "NaN", "n/a", None, "tensorflow"]
+    got = archive.normalize_frameworks(pd.Series(codes, dtype=object)).to_pylist()
+    assert got == [normalize_framework(v) for v in codes]
+    urls = [" https://paperswithcode.com/paper/x ", "", "  ", None]
+    got = archive.normalize_paper_urls(pd.Series(urls, dtype=object)).to_pylist()
+    assert got == ["https://paperswithcode.com/paper/x", None, None, None]
+
+
+def test_vectorised_string_dates_match_parse_date() -> None:
+    values = ["2018-05-28", " 2018-05-28 ", "2020-02-29", "2021-02-29", "2020-13-01", "0000-01-01",
+              "2018-05-28T23:59:00", "2018-05-28T23:00:00+05:00", "1527465600000", "20180528",
+              "someday", "", "null", None, "1969-12-31"]  # fmt: skip
+    dates, invalid = archive.parse_iso_dates(pd.Series(values, dtype=object))
+    expected = []
+    rejected = 0
+    for value in values:
+        try:
+            expected.append(parse_date(value))
+        except ValueError:
+            expected.append(None)
+            rejected += 1
+    assert [None if pd.isna(d) else d.date() for d in dates] == expected
+    assert invalid == rejected == 4

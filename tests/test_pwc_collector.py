@@ -17,7 +17,7 @@ PAPERS = pwc_data.fixture_papers(LINKS)
 
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
-    tables = ["pwc_links", "pwc_papers", "framework_share", "source_state"]
+    tables = ["pwc_links", "framework_share", "source_state"]
     return {t: query(url, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
 
 
@@ -135,12 +135,12 @@ def test_links_without_paper_are_counted_and_reported(tmp_path, config, sqlite_u
     )
     assert result.exit_code == 0, result.output
     assert "have no paper in the papers file" in result.stderr
-    orphans = query(
-        sqlite_url,
-        "SELECT count(*) FROM pwc_links l LEFT JOIN pwc_papers p "
-        "ON p.paper_url = l.paper_url WHERE p.paper_url IS NULL",
-    )[0][0]
-    assert orphans > 0
+    orphan_urls = {pwc_data.paper_url(i) for i in range(spec.n_papers, 2 * spec.n_papers)}
+    stored = query(sqlite_url, "SELECT paper_url, published FROM pwc_links")
+    orphans = [published for url, published in stored if url in orphan_urls]
+    # Orphans are stored (they count as links) but have no date, so they count in no period.
+    assert orphans and all(published is None for published in orphans)
+    assert f"{len(orphans)} of {len(stored)} links have no paper" in result.stderr
 
 
 def test_incomplete_last_quarter_is_flagged_in_shares(archive, config) -> None:
@@ -327,3 +327,48 @@ def test_unreachable_source_is_named_and_others_are_kept(archive, tmp_path, sqli
         ("pwc-api", "partial"),
     ]
     assert query(sqlite_url, "SELECT count(*) FROM framework_share WHERE source = 'pwc'")[0][0] > 0
+
+
+def test_import_keeps_the_last_duplicate_link_and_only_linked_papers(
+    tmp_path, config, sqlite_url
+) -> None:
+    """Links naming the same repository (after normalisation) are one row, the last one
+    winning as an upsert would; papers without links are not stored; the last paper date of
+    the whole papers file is kept for the incomplete-period note."""
+    link = {**LINKS[0], "repo_url": "https://github.com/Owner/Repo", "framework": "tf"}
+    links = [
+        link,
+        {**link, "repo_url": "https://github.com/owner/repo/tree/main", "framework": "jax"},
+        {**link, "paper_url": "https://paperswithcode.com/paper/orphan"},
+    ]
+    papers = [
+        {**PAPERS[0], "paper_url": link["paper_url"], "date": "2020-02-03"},
+        {
+            **PAPERS[0],
+            "paper_url": "https://paperswithcode.com/paper/unlinked",
+            "date": "2025-07-30",
+        },
+    ]
+    schema = pwc_data.papers_schema()
+    links_file = pwc_data.write_archive_file(
+        tmp_path / "l.parquet",
+        [pwc_data.records_batch(links, pwc_data.LINK_SCHEMA)],
+        pwc_data.LINK_SCHEMA,
+    )
+    papers_file = pwc_data.write_archive_file(
+        tmp_path / "p.json.gz", [pwc_data.records_batch(papers, schema)], schema
+    )
+    result = run_cli(
+        config, "backfill", "pwc", "--links", str(links_file), "--papers", str(papers_file)
+    )
+    assert result.exit_code == 0, result.output
+    assert "imported 2 links and 1 papers" in result.stderr
+    assert "1 of 2 links have no paper" in result.stderr
+    stored = query(sqlite_url, "SELECT paper_url, repo_url, framework, published FROM pwc_links")
+    assert sorted(stored) == [
+        (link["paper_url"], "https://github.com/owner/repo", "jax", "2020-02-03"),
+        ("https://paperswithcode.com/paper/orphan", "https://github.com/owner/repo", "tf", None),
+    ]
+    assert query(sqlite_url, "SELECT value FROM source_state WHERE key = 'last_paper_date'") == [
+        ("2025-07-30",)
+    ]

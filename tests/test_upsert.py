@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import func, select
 
 from storage import migrate
@@ -71,4 +72,19 @@ def test_upsert_of_nothing_does_nothing(database_url: str) -> None:
     migrate.upgrade(engine)
     with engine.begin() as connection:
         assert upsert(connection, FrameworkShare, [], KEY) == 0
+    engine.dispose()
+
+
+def test_upsert_takes_tuples_in_the_order_of_columns(database_url: str) -> None:
+    engine = make_engine(database_url)
+    migrate.upgrade(engine)
+    rows = share_rows(30)
+    columns = ["share", *KEY, "value"]  # not the table's order: mapped by name
+    as_tuples = [tuple(row[c] for c in columns) for row in rows]
+    with engine.begin() as connection:
+        assert upsert(connection, FrameworkShare, iter(as_tuples), KEY, columns) == 30
+        assert upsert(connection, FrameworkShare, as_tuples, KEY, columns) == 0
+        assert upsert(connection, FrameworkShare, rows, KEY) == 0  # same rows as mappings
+    with engine.begin() as connection, pytest.raises(ValueError, match="columns"):
+        upsert(connection, FrameworkShare, as_tuples, KEY)
     engine.dispose()

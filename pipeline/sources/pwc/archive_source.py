@@ -1,7 +1,9 @@
 """The frozen Papers-with-Code archive: import links and papers, aggregate shares by paper date.
 
-Import is all or nothing: both files are read and written in one transaction, so a bad archive
-(truncated gzip, wrong columns, an HTML page, a missing path) leaves the database as it was.
+Import is all or nothing: both files are read in full first (links in memory, papers streamed
+keeping only the dates of linked papers), then the links are written with their paper's date in
+one transaction, so a bad archive (truncated gzip, wrong columns, an HTML page, a missing path)
+leaves the database as it was.
 The files' fingerprints (size and modification time of the local copy) are kept in
 ``source_state``; an unchanged archive is not imported again, so a rerun changes nothing.
 """
@@ -10,12 +12,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-from sqlalchemy import Engine, delete, func, insert, select
+import pyarrow as pa
+import pyarrow.compute as pc
+from sqlalchemy import Connection, Engine, delete, func, insert, select
 
 from pipeline.app import App
 from pipeline.errors import StepFailed
@@ -29,8 +34,8 @@ from pipeline.sources.pwc.archive import (
     read_links,
     read_papers,
 )
-from storage.models import FrameworkShare, PwcLink, PwcPaper, SourceState
-from storage.upsert import replace_rows, upsert
+from storage.models import FrameworkShare, PwcLink, SourceState
+from storage.upsert import CHUNK_ROWS, replace_rows, upsert
 
 log = logging.getLogger(__name__)
 
@@ -41,13 +46,15 @@ LAST_DATE_KEY = "last_paper_date"
 NOTE_KEY = "note"
 GRANULARITIES = ("month", "quarter", "year")
 SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
+LINK_KEY = ["paper_url", "repo_url"]
+STORED_COLUMNS = ["paper_url", "repo_url", "arxiv_id", "is_official", "framework", "published"]
 
 
 @dataclass
 class ImportReport:
     imported: bool = False  # False when the archive was unchanged since the last import
-    links: int = 0
-    papers: int = 0
+    links: int = 0  # links stored (one per paper and repository)
+    papers: int = 0  # linked papers found in the papers file(s): their dates were imported
     links_without_paper: int = 0
     problems: list[str] = field(default_factory=list)
 
@@ -79,38 +86,107 @@ def _stored_state(engine: Engine, key: str) -> str | None:
         ).scalar()
 
 
-def _paper_rows(path: Path, stats: ReadStats) -> Iterator[dict]:
-    for batch in read_papers(path, stats=stats):
-        dates = batch["date"].dt.strftime("%Y-%m-%d")
-        for url, published in zip(batch["paper_url"], dates, strict=True):
-            if isinstance(url, str) and url:
-                yield {
-                    "paper_url": url,
-                    "published": published if isinstance(published, str) else None,
-                }
-
-
-def _link_rows(path: Path, stats: ReadStats, skipped: list[int]) -> Iterator[dict]:
+def _read_links(path: Path, stats: ReadStats) -> tuple[pa.Table, int]:
+    """The usable links, one per (paper_url, repo_url), sorted by that key; and how many rows
+    lacked a paper, repository or framework."""
+    frames, skipped = [], 0
     for batch in read_links(path, stats=stats):
         complete = (
             batch["paper_url"].notna() & batch["repo_url"].notna() & batch["framework"].notna()
         )
-        skipped[0] += int((~complete).sum())
-        for row in batch[complete].itertuples(index=False):
-            yield {
-                "paper_url": row.paper_url,
-                "repo_url": row.repo_url,
-                "arxiv_id": row.arxiv_id if isinstance(row.arxiv_id, str) else None,
-                "is_official": bool(row.is_official) if pd.notna(row.is_official) else False,
-                "framework": row.framework,
-            }
+        skipped += int((~complete).sum())
+        frames.append(pa.Table.from_pandas(batch[complete], preserve_index=False))
+    if not frames:
+        return _LINKS_SCHEMA.empty_table(), skipped
+    return _last_per_key(pa.concat_tables(frames).cast(_LINKS_SCHEMA)), skipped
+
+
+_LINKS_SCHEMA = pa.schema(
+    [
+        ("paper_url", pa.string()),
+        ("arxiv_id", pa.string()),
+        ("repo_url", pa.string()),
+        ("is_official", pa.bool_()),
+        ("framework", pa.string()),
+    ]
+)
+
+
+def _last_per_key(links: pa.Table) -> pa.Table:
+    """The last row of each (paper_url, repo_url), as an upsert would keep, sorted by the key.
+
+    Sorted rows fill the unique index in order: 3x faster to insert than file order.
+    """
+    order = pa.array(np.arange(len(links)))
+    ranked = links.append_column("order", order).sort_by(
+        [*((k, "ascending") for k in LINK_KEY), ("order", "ascending")]
+    )
+    paper, repo = ranked["paper_url"], ranked["repo_url"]
+    key_changes = pc.or_(pc.not_equal(paper[:-1], paper[1:]), pc.not_equal(repo[:-1], repo[1:]))
+    is_last = pa.concat_arrays([*key_changes.chunks, pa.array([True])])[: len(ranked)]
+    return ranked.filter(is_last).drop_columns(["order"])
+
+
+@dataclass
+class _PaperDates:
+    urls: pa.Array  # the linked papers found in the papers file(s), each once
+    published: pa.Array  # their "YYYY-MM-DD" dates (null when undated)
+    last_date: str | None  # the latest date in the papers file(s)
+
+
+def _arrow_strings(values: pd.Series) -> pa.Array:
+    return pa.array(values, type=pa.string(), from_pandas=True)
+
+
+def _read_paper_dates(paths: list[Path], linked: pa.ChunkedArray, stats: ReadStats) -> _PaperDates:
+    """Stream the papers file(s), keeping only the dates of papers that ``linked`` names.
+
+    Membership is tested in Arrow (pandas' ``isin`` on Arrow strings goes through Python
+    objects, ~8 s for 576k papers).
+    """
+    wanted = pc.unique(linked)
+    kept, last = [], None
+    for path in paths:
+        for batch in read_papers(path, stats=stats):
+            latest = batch["date"].max()
+            if pd.notna(latest) and (last is None or latest > last):
+                last = latest
+            linked_rows = pc.is_in(_arrow_strings(batch["paper_url"]), value_set=wanted)
+            kept.append(batch[pc.fill_null(linked_rows, False).to_numpy(zero_copy_only=False)])
+    papers = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["paper_url"])
+    papers = papers.drop_duplicates("paper_url", keep="last")  # as an upsert would keep
+    published = papers["date"].dt.strftime("%Y-%m-%d") if len(papers) else papers["paper_url"]
+    return _PaperDates(
+        _arrow_strings(papers["paper_url"]),
+        _arrow_strings(published),
+        None if last is None else last.strftime("%Y-%m-%d"),
+    )
+
+
+def _link_tuples(links: pa.Table) -> Iterator[tuple]:
+    """Rows in STORED_COLUMNS order for ``upsert``, built a batch at a time (bounded memory)."""
+    links = links.set_column(
+        links.schema.get_field_index("is_official"),
+        "is_official",
+        pc.fill_null(links["is_official"], False),
+    )
+    for batch in links.select(STORED_COLUMNS).to_batches(max_chunksize=CHUNK_ROWS):
+        yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
+
+
+def _store_state(connection: Connection, values: dict[str, str]) -> None:
+    rows = [
+        {"source": SOURCE, "key": key, "value": value, "updated_at": utc_now()}
+        for key, value in values.items()
+    ]
+    upsert(connection, SourceState, rows, ["source", "key"])
 
 
 def import_archive(
     app: App,
     run: RunRecord,
     links_location: str,
-    papers_locations: list[str],
+    papers_locations: Sequence[str],
     *,
     force: bool = False,
 ) -> ImportReport:
@@ -123,44 +199,29 @@ def import_archive(
         log.info("pwc-archive: unchanged since the last import; nothing to do")
         return report
 
-    papers_stats, links_stats, skipped = ReadStats(), ReadStats(), [0]
+    papers_stats, links_stats = ReadStats(), ReadStats()
+    links, skipped = _read_links(links_file, links_stats)
+    papers = _read_paper_dates(papers_files, links["paper_url"], papers_stats)
+    position = pc.index_in(links["paper_url"], value_set=papers.urls)
+    links = links.append_column("published", pc.take(papers.published, position))
     with app.engine.begin() as connection:
         connection.execute(delete(PwcLink))
-        connection.execute(delete(PwcPaper))
-        for path in papers_files:
-            report.papers += upsert(
-                connection, PwcPaper, _paper_rows(path, papers_stats), ["paper_url"]
-            )
-        report.links = upsert(
-            connection,
-            PwcLink,
-            _link_rows(links_file, links_stats, skipped),
-            ["paper_url", "repo_url"],
-        )
-        report.links_without_paper = connection.execute(
-            select(func.count())
-            .select_from(PwcLink)
-            .outerjoin(PwcPaper, PwcPaper.paper_url == PwcLink.paper_url)
-            .where(PwcPaper.paper_url.is_(None))
-        ).scalar_one()
-        last_date = connection.execute(select(func.max(PwcPaper.published))).scalar()
-        for key, value in ((FINGERPRINT_KEY, fingerprint), (LAST_DATE_KEY, last_date or "")):
-            upsert(
-                connection,
-                SourceState,
-                [{"source": SOURCE, "key": key, "value": value, "updated_at": utc_now()}],
-                ["source", "key"],
-            )
+        upsert(connection, PwcLink, _link_tuples(links), LINK_KEY, STORED_COLUMNS)
+        last_date = papers.last_date or ""
+        _store_state(connection, {FINGERPRINT_KEY: fingerprint, LAST_DATE_KEY: last_date})
     report.imported = True
+    report.links = len(links)
+    report.papers = len(papers.urls)
+    report.links_without_paper = position.null_count
     report.problems = links_stats.problems() + papers_stats.problems()
-    if skipped[0]:
-        report.problems.append(f"{skipped[0]} link rows without paper, repository or framework")
+    if skipped:
+        report.problems.append(f"{skipped} link rows without paper, repository or framework")
     if report.links_without_paper:
         report.problems.append(
             f"{report.links_without_paper} of {report.links} links have no paper in the papers "
             "file (no date: they count in no period)"
         )
-    run.rows += report.links + report.papers
+    run.rows += report.links
     log.info("pwc-archive: imported %d links and %d papers", report.links, report.papers)
     for problem in report.problems:
         log.warning("pwc-archive: %s", problem)
@@ -197,11 +258,10 @@ def collect(app: App, run: RunRecord) -> None:
 
 
 def _monthly_counts(engine: Engine) -> pd.DataFrame:
-    month = func.substr(PwcPaper.published, 1, 7)
+    month = func.substr(PwcLink.published, 1, 7)
     query = (
         select(month.label("month"), PwcLink.framework, PwcLink.is_official, func.count())
-        .join(PwcPaper, PwcPaper.paper_url == PwcLink.paper_url)
-        .where(PwcPaper.published.is_not(None))
+        .where(PwcLink.published.is_not(None))
         .group_by(month, PwcLink.framework, PwcLink.is_official)
     )
     with engine.connect() as connection:

@@ -68,14 +68,9 @@ def upgrade() -> None:
         sa.Column("arxiv_id", sa.String(length=40), nullable=True),
         sa.Column("is_official", sa.Boolean(), nullable=False),
         sa.Column("framework", sa.String(length=20), nullable=False),
+        sa.Column("published", sa.String(length=10), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pwc_links")),
         sa.UniqueConstraint("paper_url", "repo_url", name="uq_pwc_links_key"),
-    )
-    op.create_table(
-        "pwc_papers",
-        sa.Column("paper_url", sa.Text(), nullable=False),
-        sa.Column("published", sa.String(length=10), nullable=True),
-        sa.PrimaryKeyConstraint("paper_url", name=op.f("pk_pwc_papers")),
     )
     op.create_table(
         "runs",
@@ -212,7 +207,6 @@ def downgrade() -> None:
         batch_op.drop_index("ix_runs_source_status")
 
     op.drop_table("runs")
-    op.drop_table("pwc_papers")
     op.drop_table("pwc_links")
     op.drop_table("gtrends_series")
     op.drop_table("framework_share")
