@@ -12,17 +12,8 @@ from tests.fakes.gtrends_server import FakeGoogleTrends
 
 
 def test_gtrends_and_pwc_collect_into_postgresql(postgres_url: str, tmp_path: Path) -> None:
-    links = pwc_data.load_fixture_links()
-    papers = pwc_data.fixture_papers(links)
-    links_file = pwc_data.write_archive_file(
-        tmp_path / "links.parquet",
-        [pwc_data.records_batch(links, pwc_data.LINK_SCHEMA)],
-        pwc_data.LINK_SCHEMA,
-    )
-    schema = pwc_data.papers_schema()
-    papers_file = pwc_data.write_archive_file(
-        tmp_path / "papers.json.gz", [pwc_data.records_batch(papers, schema)], schema
-    )
+    archive = pwc_data.write_fixture_archive(tmp_path / "archive")
+    links_file, papers_file = archive["links.parquet"], archive["papers.json.gz"]
     with FakeGoogleTrends() as fake:
         extra = f'[gtrends]\nbase_url = "{fake.base_url}"\n[pwc]\ncache_dir = "{tmp_path}/c"\n'
         config = write_config(tmp_path / "pg.toml", postgres_url, extra)

@@ -173,21 +173,7 @@ def test_parse_date_before_1970() -> None:
 
 @pytest.fixture(scope="module")
 def fixture_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    directory = tmp_path_factory.mktemp("fixture")
-    links = data.load_fixture_links()
-    papers = data.fixture_papers(links)
-    files = {}
-    for fmt in ("parquet", "json.gz"):
-        files[f"links.{fmt}"] = data.write_archive_file(
-            directory / f"links.{fmt}",
-            [data.records_batch(links, data.LINK_SCHEMA)],
-            data.LINK_SCHEMA,
-        )
-        schema = data.papers_schema()
-        files[f"papers.{fmt}"] = data.write_archive_file(
-            directory / f"papers.{fmt}", [data.records_batch(papers, schema)], schema
-        )
-    return files
+    return data.write_fixture_archive(tmp_path_factory.mktemp("fixture"))
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "json.gz"])

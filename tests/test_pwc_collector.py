@@ -24,20 +24,12 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
 @pytest.fixture
 def archive(tmp_path: Path) -> dict[str, Path]:
     """The real fixture links with dated papers, in both formats."""
-    folder = tmp_path / "archive"
-    folder.mkdir()
-    files = {}
-    for fmt in ("parquet", "json.gz"):
-        files[f"links.{fmt}"] = pwc_data.write_archive_file(
-            folder / f"links.{fmt}",
-            [pwc_data.records_batch(LINKS, pwc_data.LINK_SCHEMA)],
-            pwc_data.LINK_SCHEMA,
-        )
-        schema = pwc_data.papers_schema()
-        files[f"papers.{fmt}"] = pwc_data.write_archive_file(
-            folder / f"papers.{fmt}", [pwc_data.records_batch(PAPERS, schema)], schema
-        )
-    return files
+    return pwc_data.write_fixture_archive(tmp_path / "archive")
+
+
+def import_args(archive: dict[str, Path], fmt: str = "parquet") -> list[str]:
+    links, papers = str(archive[f"links.{fmt}"]), str(archive[f"papers.{fmt}"])
+    return ["backfill", "pwc", "--links", links, "--papers", papers]
 
 
 @pytest.fixture
@@ -104,14 +96,7 @@ def test_archive_import_counts_and_shares(archive, config, sqlite_url, fmt) -> N
 
 
 def test_rerun_changes_nothing_and_other_framework_is_none(archive, config, sqlite_url) -> None:
-    args = [
-        "backfill",
-        "pwc",
-        "--links",
-        str(archive["links.parquet"]),
-        "--papers",
-        str(archive["papers.parquet"]),
-    ]
+    args = import_args(archive)
     assert run_cli(config, *args).exit_code == 0
     before = snapshot(sqlite_url)
     second = run_cli(config, *args)
@@ -206,14 +191,7 @@ def broken_files(tmp_path: Path, archive: dict[str, Path]) -> dict[str, Path]:
 def test_bad_archive_is_one_line_exit_1_and_database_unchanged(
     archive, config, sqlite_url, tmp_path, kind
 ) -> None:
-    good = [
-        "backfill",
-        "pwc",
-        "--links",
-        str(archive["links.parquet"]),
-        "--papers",
-        str(archive["papers.parquet"]),
-    ]
+    good = import_args(archive)
     assert run_cli(config, *good).exit_code == 0
     before = snapshot(sqlite_url)
     bad = broken_files(tmp_path, archive)[kind]

@@ -610,6 +610,26 @@ def write_archive_file(path: Path, batches: Iterable[pa.RecordBatch], schema: pa
 ArchiveFormat = Literal["parquet", "json.gz"]
 
 
+def write_fixture_archive(directory: Path) -> dict[str, Path]:
+    """The real fixture links with their seeded papers, in both formats.
+
+    Keys: ``links.parquet``, ``papers.parquet``, ``links.json.gz``, ``papers.json.gz``.
+    """
+    directory.mkdir(parents=True, exist_ok=True)
+    links = load_fixture_links()
+    papers = fixture_papers(links)
+    schema = papers_schema()
+    files = {}
+    for fmt in ("parquet", "json.gz"):
+        files[f"links.{fmt}"] = write_archive_file(
+            directory / f"links.{fmt}", [records_batch(links, LINK_SCHEMA)], LINK_SCHEMA
+        )
+        files[f"papers.{fmt}"] = write_archive_file(
+            directory / f"papers.{fmt}", [records_batch(papers, schema)], schema
+        )
+    return files
+
+
 def write_synthetic_archive(
     directory: Path, spec: ArchiveSpec, formats: Iterable[ArchiveFormat] = ("parquet", "json.gz")
 ) -> dict[str, Path]:

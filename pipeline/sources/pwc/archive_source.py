@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, delete, func, insert, select
 
+from pipeline import shares
 from pipeline.app import App
 from pipeline.errors import StepFailed
 from pipeline.http import HttpClient, HttpPolicy, HttpResponse
@@ -35,7 +36,7 @@ from pipeline.sources.pwc.archive import (
     read_papers,
 )
 from storage.models import FrameworkShare, PwcLink, SourceState
-from storage.upsert import CHUNK_ROWS, replace_rows, upsert
+from storage.upsert import CHUNK_ROWS, upsert
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +46,6 @@ FINGERPRINT_KEY = "archive_fingerprint"
 LAST_DATE_KEY = "last_paper_date"
 NOTE_KEY = "note"
 GRANULARITIES = ("month", "quarter", "year")
-SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
 LINK_KEY = ["paper_url", "repo_url"]
 STORED_COLUMNS = ["paper_url", "repo_url", "arxiv_id", "is_official", "framework", "published"]
 
@@ -280,30 +280,20 @@ def period_start(month: pd.Series, granularity: str) -> pd.Series:
 
 
 def share_rows(counts: pd.DataFrame, framework_of: dict[str, str]) -> list[dict]:
+    """Shares per variant (all, official) and granularity from monthly counts per PwC code."""
     if counts.empty:
         return []
     counts = counts.assign(framework=counts["code"].map(framework_of)).dropna(subset=["framework"])
     rows: list[dict] = []
     for variant, subset in (("all", counts), ("official", counts[counts["is_official"]])):
         for granularity in GRANULARITIES:
-            grouped = (
+            values = (
                 subset.assign(period_start=period_start(subset["month"], granularity))
                 .groupby(["period_start", "framework"], as_index=False)["count"]
                 .sum()
+                .rename(columns={"count": "value"})
             )
-            totals = grouped.groupby("period_start")["count"].transform("sum")
-            for row, total in zip(grouped.itertuples(index=False), totals, strict=True):
-                rows.append(
-                    {
-                        "source": SHARE_SOURCE,
-                        "variant": variant,
-                        "granularity": granularity,
-                        "period_start": row.period_start,
-                        "framework": row.framework,
-                        "value": float(row.count),
-                        "share": row.count / total,
-                    }
-                )
+            rows += shares.share_rows(values, SHARE_SOURCE, variant, granularity)
     return rows
 
 
@@ -330,9 +320,7 @@ def aggregate(app: App) -> int:
     notes = {g: incomplete_period_note(last_date, g) for g in GRANULARITIES}
     notes = {f"{NOTE_KEY}:{SHARE_SOURCE}:{g}": note for g, note in notes.items() if note and rows}
     with app.engine.begin() as connection:
-        changed = replace_rows(
-            connection, FrameworkShare, rows, SHARE_KEY, [FrameworkShare.source == SHARE_SOURCE]
-        )
+        changed = shares.replace_shares(connection, rows, [FrameworkShare.source == SHARE_SOURCE])
         stored = dict(
             connection.execute(
                 select(SourceState.key, SourceState.value).where(
