@@ -312,7 +312,9 @@ def backfill_pwc(
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)
     if report.imported:
-        click.echo(f"imported {report.links} links and {report.papers} papers", err=True)
+        click.echo(
+            f"imported {report.links} links ({report.papers} of their papers found)", err=True
+        )
     else:
         click.echo("archive unchanged since the last import; nothing to do", err=True)
 

@@ -340,7 +340,7 @@ def test_import_keeps_the_last_duplicate_link_and_only_linked_papers(
         config, "backfill", "pwc", "--links", str(links_file), "--papers", str(papers_file)
     )
     assert result.exit_code == 0, result.output
-    assert "imported 2 links and 1 papers" in result.stderr
+    assert "imported 2 links (1 of their papers found)" in result.stderr
     assert "1 of 2 links have no paper" in result.stderr
     stored = query(sqlite_url, "SELECT paper_url, repo_url, framework, published FROM pwc_links")
     assert sorted(stored) == [

@@ -222,7 +222,9 @@ def import_archive(
             "file (no date: they count in no period)"
         )
     run.rows += report.links
-    log.info("pwc-archive: imported %d links and %d papers", report.links, report.papers)
+    log.info(
+        "pwc-archive: imported %d links (%d of their papers found)", report.links, report.papers
+    )
     for problem in report.problems:
         log.warning("pwc-archive: %s", problem)
     return report
