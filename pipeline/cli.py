@@ -15,7 +15,7 @@ import click
 
 from pipeline import reports
 from pipeline.app import App
-from pipeline.errors import EXIT_FAILED, TrendsError
+from pipeline.errors import EXIT_FAILED, TrendsError, one_line
 from pipeline.output import FILE_FORMATS, FORMATS, write_rows
 from pipeline.readonly import readonly_query
 from storage import migrate
@@ -35,6 +35,12 @@ class TrendsGroup(click.Group):
             ctx.exit(error.exit_code)
         except FileNotFoundError as error:
             click.echo(f"Error: {error}", err=True)
+            ctx.exit(EXIT_FAILED)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as error:  # a bug or an unforeseen fault: still one line, -v has more
+            log.debug("unexpected error", exc_info=True)
+            click.echo(f"Error: {one_line(error)} (run with -v for details)", err=True)
             ctx.exit(EXIT_FAILED)
 
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine, func, select
 
 from pipeline.app import App
-from pipeline.errors import StepFailed, TrendsError, UsageError
+from pipeline.errors import StepFailed, TrendsError, UsageError, one_line
 from pipeline.http import SourceError, SourceUnavailable
 from pipeline.runlog import RunRecord, recorded_run
 from pipeline.schedule import is_due
@@ -73,7 +73,7 @@ def run_step(app: App, source: Source, run: RunRecord, work: Callable[[], None])
             _first_failure(run, "failed", str(error))
         except Exception as error:  # a bug must not stop other sources; -v shows the traceback
             log.debug("%s failed", source.name, exc_info=True)
-            _first_failure(run, "failed", f"{type(error).__name__}: {error}")
+            _first_failure(run, "failed", one_line(error))
 
 
 def _first_failure(run: RunRecord, status: str, message: str) -> None:
@@ -127,10 +127,17 @@ def collect(
 
 
 def aggregate_all(app: App) -> int:
-    """Rebuild every source's derived rows from stored observations (no network)."""
-    with app.writing(), recorded_run(app.engine, "aggregate") as run:
+    """Rebuild every source's derived rows from stored observations (no network).
+
+    A source whose rebuild fails is named; the others are still rebuilt (exit 1 at the end).
+    """
+    problems, total = [], 0
+    with app.writing():
         for source in SOURCES.values():
-            written = source.aggregate(app)
-            log.info("%s: %d derived rows", source.name, written)
-            run.rows += written
-        return run.rows
+            run = recorded_step(app, "aggregate", source, lambda run: None)
+            if run.status != "ok":
+                problems.append(f"{source.name}: {run.error}")
+            total += run.rows
+    if problems:
+        raise StepFailed(*problems)
+    return total

@@ -9,6 +9,13 @@ EXIT_USAGE = 2  # usage or configuration error; nothing written
 EXIT_LOCKED = 75  # another run holds the writer lock; nothing done (EX_TEMPFAIL)
 
 
+def one_line(error: BaseException) -> str:
+    """``Type: first line of the message`` for errors we did not foresee (driver errors carry
+    the SQL and more on further lines; ``-v`` logs them whole)."""
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
+
+
 class TrendsError(Exception):
     """Base of the errors users see as one line; ``exit_code`` says how the command ends."""
 
