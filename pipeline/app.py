@@ -10,7 +10,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from pipeline.config import Settings, load_settings
-from pipeline.runlog import fail_stale_runs, writer_lock
+from pipeline.runlog import database_lock, fail_stale_runs, writer_lock
 from storage import migrate
 from storage.db import make_engine, sqlite_file
 
@@ -37,7 +37,7 @@ class App:
     @contextmanager
     def writing(self) -> Iterator[None]:
         """Hold the writer lock with the schema migrated and interrupted runs closed."""
-        with writer_lock(self.settings.lock_path):
+        with writer_lock(self.settings.lock_path), database_lock(self.engine):
             migrate.upgrade(self.engine)
             fail_stale_runs(self.engine)
             yield

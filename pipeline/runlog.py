@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, insert, update
+from sqlalchemy import Engine, func, insert, select, update
 
 from pipeline.errors import LockHeld
 from storage.models import Run
@@ -50,6 +50,31 @@ def writer_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         lock.release()
+
+
+# Any fixed 64-bit number; every framework-trends writer on one PostgreSQL database uses it.
+ADVISORY_LOCK_KEY = 0x7472656E6473  # "trends"
+
+
+@contextmanager
+def database_lock(engine: Engine) -> Iterator[None]:
+    """On PostgreSQL, also hold a session advisory lock, so writers on different hosts (whose
+    lock files differ) exclude each other too. Nothing to do on SQLite: the file lock sits
+    beside the database file."""
+    if engine.dialect.name != "postgresql":
+        yield
+        return
+    # Autocommit: the lock belongs to the session, and no transaction stays open meanwhile.
+    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    try:
+        if not connection.execute(select(func.pg_try_advisory_lock(ADVISORY_LOCK_KEY))).scalar():
+            raise LockHeld("another run holds the writer lock on this database; nothing done")
+        try:
+            yield
+        finally:
+            connection.execute(select(func.pg_advisory_unlock(ADVISORY_LOCK_KEY)))
+    finally:
+        connection.close()
 
 
 def fail_stale_runs(engine: Engine) -> int:

@@ -11,10 +11,11 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.app import App
+from pipeline.config import load_settings
 from pipeline.errors import LockHeld
 from pipeline.runlog import STALE_RUN_ERROR, recorded_run, start_run, writer_lock
 from storage.models import Run
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
 
 HOLD_LOCK = """
 import sys, time
@@ -104,3 +105,22 @@ def test_runs_command_lists_newest_first(app: App, config_file: Path) -> None:
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("id,command,source,status")
     assert len(lines) == 2 and ",pwc-api,ok," in lines[1]
+
+
+def test_writers_on_different_hosts_exclude_each_other_on_postgresql(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Two hosts have different lock files; the PostgreSQL advisory lock still excludes."""
+    host_a = App(load_settings(write_config(tmp_path / "a.toml", postgres_url)))
+    host_b = App(load_settings(write_config(tmp_path / "b.toml", postgres_url)))
+    host_b.settings.database.lock_path = str(tmp_path / "other-host.lock")
+    with (
+        host_a.writing(),
+        pytest.raises(LockHeld, match="writer lock on this database"),
+        host_b.writing(),
+    ):
+        pass
+    with host_b.writing():  # released when host A finished
+        pass
+    host_a.close()
+    host_b.close()
