@@ -12,15 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, func, select
-
 from pipeline.app import App
 from pipeline.errors import StepFailed, TrendsError, UsageError, one_line
 from pipeline.http import SourceError, SourceUnavailable
-from pipeline.runlog import RunRecord, recorded_run
+from pipeline.runlog import RunRecord, last_success, recorded_run
 from pipeline.schedule import is_due
 from pipeline.sources import SOURCES, Source, enabled_sources
-from storage.models import Run
 
 log = logging.getLogger(__name__)
 
@@ -41,22 +38,6 @@ def select_sources(app: App, names: tuple[str, ...] | list[str]) -> list[Source]
     if names:
         return [SOURCES[name] for name in names]
     return enabled_sources(app.settings)
-
-
-def last_success(engine: Engine, source: str) -> datetime | None:
-    """When the source's last successful ``collect`` run started.
-
-    The start, not the end: a run that began before a fire time may have missed what that fire
-    was meant to pick up, so that fire still makes the source due. Backfills do not count (a
-    backfill of an old range leaves the source as stale as it was).
-    """
-    with engine.connect() as connection:
-        started = connection.execute(
-            select(func.max(Run.started_at)).where(
-                Run.source == source, Run.command == "collect", Run.status == "ok"
-            )
-        ).scalar()
-    return datetime.fromisoformat(started.replace("Z", "+00:00")) if started else None
 
 
 def run_step(app: App, source: Source, run: RunRecord, work: Callable[[], None]) -> None:
@@ -113,7 +94,7 @@ def collect(
     now = now or datetime.now(UTC)
     with app.writing():
         for source in sources:
-            if due and not is_due(app.settings, source, last_success(app.engine, source.name), now):
+            if due and not is_due(app.settings, source, _last_start(app, source), now):
                 report.skipped.append(source.name)
                 log.info("%s: not due", source.name)
                 continue
@@ -124,6 +105,12 @@ def collect(
     if report.problems:
         raise StepFailed(*(f"{name}: {reason}" for name, reason in report.problems.items()))
     return report
+
+
+def _last_start(app: App, source: Source) -> datetime | None:
+    with app.engine.connect() as connection:
+        success = last_success(connection, source.name)
+    return success.started if success else None
 
 
 def aggregate_all(app: App) -> int:

@@ -13,6 +13,7 @@ from sqlalchemy import Connection, Engine, func, inspect, select
 from pipeline.errors import StepFailed, UsageError
 from pipeline.output import atomic_path, write_parquet, write_rows
 from pipeline.readonly import readonly_query
+from pipeline.runlog import last_success
 from storage.models import Base, FrameworkShare, Run, SourceState
 
 if TYPE_CHECKING:
@@ -20,8 +21,6 @@ if TYPE_CHECKING:
     from pipeline.sources import Source
 
 GRANULARITIES = ("day", "week", "month", "quarter", "year")
-# Collector name -> the framework_share.source it writes.
-SHARE_SOURCE_OF = {"gtrends": "gtrends", "pwc-archive": "pwc", "pwc-api": "pwc-api"}
 
 
 def recent_runs(engine: Engine, limit: int = 20) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -107,12 +106,7 @@ def source_status(
     statuses = []
     with engine.connect() as connection:
         for source in sources:
-            success = connection.execute(
-                select(Run.started_at, Run.finished_at)
-                .where(Run.source == source.name, Run.command == "collect", Run.status == "ok")
-                .order_by(Run.started_at.desc(), Run.id.desc())
-                .limit(1)
-            ).first()
+            success = last_success(connection, source.name)
             failure = connection.execute(
                 select(Run.finished_at, Run.error)
                 .where(Run.source == source.name, Run.status.in_(("failed", "partial")))
@@ -124,13 +118,12 @@ def source_status(
                     FrameworkShare.source == source.share_source
                 )
             ).one()
-            started = datetime.fromisoformat(success[0].replace("Z", "+00:00")) if success else None
-            due_at = next_due(settings, source, started)
+            due_at = next_due(settings, source, success.started if success else None)
             statuses.append(
                 SourceStatus(
                     source=source.name,
                     schedule=f"{source.schedule(settings)} ({settings.scheduler.timezone})",
-                    last_success=success[1] if success else None,
+                    last_success=success.finished_at if success else None,
                     last_failure=failure[0] if failure else None,
                     last_error=failure[1] if failure else None,
                     next_due=_iso(due_at),

@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, func, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from pipeline.errors import LockHeld
 from storage.models import Run
@@ -75,6 +75,30 @@ def database_lock(engine: Engine) -> Iterator[None]:
             connection.execute(select(func.pg_advisory_unlock(ADVISORY_LOCK_KEY)))
     finally:
         connection.close()
+
+
+@dataclass
+class LastSuccess:
+    started: datetime  # what schedules count from (see ``last_success``)
+    finished_at: str
+
+
+def last_success(connection: Connection, source: str) -> LastSuccess | None:
+    """The source's last successful ``collect`` run.
+
+    Schedules count from its start, not its end: a run that began before a fire time may have
+    missed what that fire was meant to pick up, so that fire still makes the source due.
+    Backfills do not count (a backfill of an old range leaves the source as stale as it was).
+    """
+    row = connection.execute(
+        select(Run.started_at, Run.finished_at)
+        .where(Run.source == source, Run.command == "collect", Run.status == "ok")
+        .order_by(Run.started_at.desc(), Run.id.desc())
+        .limit(1)
+    ).first()
+    if row is None:
+        return None
+    return LastSuccess(datetime.fromisoformat(row[0].replace("Z", "+00:00")), row[1])
 
 
 def fail_stale_runs(engine: Engine) -> int:

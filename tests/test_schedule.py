@@ -10,10 +10,9 @@ import pytest
 from sqlalchemy import func, select, update
 
 from pipeline.app import App
-from pipeline.collect import last_success
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError
-from pipeline.runlog import recorded_run, writer_lock
+from pipeline.runlog import last_success, recorded_run, writer_lock
 from pipeline.schedule import crontab_days, first_fire_after, is_due, next_due
 from storage.models import FrameworkShare, Run
 from tests.conftest import run_cli, write_config
@@ -176,8 +175,10 @@ def test_last_success_is_the_start_of_the_last_ok_collect_run(app: App) -> None:
             for run_id, started in [(1, "2026-11-01T06:00:01Z"), (2, "2026-11-02T06:00:01Z")]:
                 connection.execute(update(Run).where(Run.id == run_id).values(started_at=started))
             connection.execute(update(Run).where(Run.id == 3).values(started_at="2026-11-03"))
-    assert last_success(app.engine, "demo") == utc("2026-11-01T06:00:01")
-    assert last_success(app.engine, "nosuch") is None
+    with app.engine.connect() as connection:
+        demo = last_success(connection, "demo")
+        assert demo is not None and demo.started == utc("2026-11-01T06:00:01")
+        assert last_success(connection, "nosuch") is None
 
 
 # --- `trends collect --due` end to end ----------------------------------------------------
