@@ -146,6 +146,36 @@ def _log_job_event(event: JobExecutionEvent) -> None:
         log.error("%s: job raised %r", event.job_id, event.exception)
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+@contextmanager
+def _wake_on_signals(scheduler: BlockingScheduler) -> Iterator[None]:
+    """Wake the scheduler's main loop whenever a signal arrives.
+
+    Python runs signal handlers in the main thread between bytecodes. The main thread sleeps in
+    the scheduler's ``Event.wait(until the next fire)``, and a signal caught just before that
+    wait begins (or delivered to another thread) does not interrupt it: the handler would run
+    only at the next fire time, minutes later. The C-level handler also writes to a wakeup fd;
+    a small thread reading it wakes the scheduler, so the Python handler runs at once.
+    """
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+
+    def nudge() -> None:
+        while os.read(read_end, 64):
+            scheduler.wakeup()
+        os.close(read_end)
+
+    threading.Thread(target=nudge, name="signal-wakeup", daemon=True).start()
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        os.close(write_end)  # ends the nudge thread (read returns b"")
+
+
 @contextmanager
 def _stop_on_signals(scheduler: BlockingScheduler, stopping: threading.Event) -> Iterator[list]:
     """SIGINT/SIGTERM call ``scheduler.shutdown(wait=True)``; a second signal exits at once.
@@ -166,7 +196,7 @@ def _stop_on_signals(scheduler: BlockingScheduler, stopping: threading.Event) ->
         stopper.start()
         stoppers.append(stopper)
 
-    previous = {sig: signal.signal(sig, handle) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, handle) for sig in STOP_SIGNALS}
     try:
         yield stoppers
     finally:
@@ -187,8 +217,9 @@ def run_scheduler(app: App, *, run_now: bool = False) -> None:
         log.info("scheduler running; stop with Ctrl-C or SIGTERM")
 
     scheduler.add_listener(log_jobs, EVENT_SCHEDULER_STARTED)
-    with _stop_on_signals(scheduler, stopping) as stoppers:
+    with _stop_on_signals(scheduler, stopping) as stoppers, _wake_on_signals(scheduler):
         scheduler.start()  # blocks until a signal shuts the scheduler down
         for stopper in stoppers:
-            stopper.join()
+            while stopper.is_alive():  # short joins: a second signal is handled at once
+                stopper.join(0.2)
     log.info("scheduler stopped")
