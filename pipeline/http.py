@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import requests
 import tenacity
@@ -49,6 +49,24 @@ class TransientError(SourceError):
         super().__init__(message)
         self.status = status
         self.retry_after = retry_after
+
+
+# Query parameters that carry credentials; they never reach logs or raw_responses.
+SECRET_PARAMS = frozenset(
+    {"token", "access_token", "api_key", "apikey", "key", "password", "secret", "signature"}
+)
+REDACTED = "REDACTED"
+
+
+def redact_params(params: dict[str, str]) -> dict[str, str]:
+    return {k: REDACTED if k.lower() in SECRET_PARAMS else v for k, v in params.items()}
+
+
+def redact_url(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` with credential parameters replaced by ``REDACTED``, and its query parameters."""
+    parts = urlsplit(url)
+    params = redact_params(dict(parse_qsl(parts.query, keep_blank_values=True)))
+    return urlunsplit(parts._replace(query=urlencode(params))), params
 
 
 def describe_connection_error(error: BaseException) -> str:

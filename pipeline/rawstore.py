@@ -10,28 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Engine, insert
 
-from pipeline.http import HttpResponse
+from pipeline.http import HttpResponse, redact_params, redact_url
 from pipeline.runlog import utc_now
 from storage.models import RawResponse
-
-SECRET_PARAMS = frozenset(
-    {"token", "access_token", "api_key", "apikey", "key", "password", "secret", "signature"}
-)
-REDACTED = "REDACTED"
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
     """The URL without its query string, and the query parameters with secrets redacted."""
-    parts = urlsplit(url)
-    params = {
-        key: REDACTED if key.lower() in SECRET_PARAMS else value
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    }
-    return urlunsplit(parts._replace(query="", fragment="")), params
+    redacted, params = redact_url(url)
+    return urlunsplit(urlsplit(redacted)._replace(query="", fragment="")), params
 
 
 def store_response(
@@ -50,8 +41,7 @@ def store_response(
     """
     request = request or {}
     url, params = split_url(request.get("url") or response.url)
-    for key, value in request.get("params", {}).items():
-        params[key] = REDACTED if key.lower() in SECRET_PARAMS else value
+    params.update(redact_params(request.get("params", {})))
     body_text = response.body.decode("utf-8", errors="replace") if keep_body else None
     with engine.begin() as connection:
         return connection.execute(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import pytrends.request
 import requests
@@ -26,6 +26,7 @@ from pipeline.http import (
     TransientError,
     describe_connection_error,
     parse_retry_after,
+    redact_url,
 )
 from pipeline.sources.gtrends.parse import UnexpectedResponse
 from pipeline.sources.gtrends.plan import MAX_KEYWORDS, PlannedRequest
@@ -35,7 +36,6 @@ CAPTCHA_MESSAGE = (
     "Google served an HTML page instead of data (CAPTCHA or block); "
     "wait and resume with the same command"
 )
-REDACTED_PARAMS = frozenset({"token"})  # widget tokens are signed credentials for 24 h
 DROPPED_HEADERS = frozenset({"set-cookie"})  # the NID cookie never reaches storage
 
 # pytrends builds these class attributes from BASE_TRENDS_URL when the module is imported.
@@ -60,15 +60,6 @@ def redirect_pytrends(base_url: str) -> None:
     pytrends.request.BASE_TRENDS_URL = base_url
     for name, path in _URL_PATHS.items():
         setattr(TrendReq, name, base_url + path)
-
-
-def _redact_url(url: str) -> tuple[str, dict[str, str]]:
-    parts = urlsplit(url)
-    params = {
-        key: "REDACTED" if key in REDACTED_PARAMS else value
-        for key, value in parse_qsl(parts.query, keep_blank_values=True)
-    }
-    return urlunsplit(parts._replace(query=urlencode(params))), params
 
 
 class PytrendsClient:
@@ -110,7 +101,7 @@ class PytrendsClient:
     def _capture(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """``requests`` response hook: every response pytrends gets, raw, before it parses."""
         self._received.append(response)
-        url, params = _redact_url(response.url)
+        url, params = redact_url(response.url)  # widget tokens are credentials for 24 h
         headers = {k: v for k, v in response.headers.items() if k.lower() not in DROPPED_HEADERS}
         method = response.request.method if response.request is not None else "GET"
         self.on_response(
