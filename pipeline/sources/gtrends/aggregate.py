@@ -23,6 +23,7 @@ from sqlalchemy import Engine, select
 from pipeline import shares
 from pipeline.config import Settings
 from pipeline.errors import StepFailed
+from pipeline.sources.gtrends import tie
 from pipeline.sources.gtrends.scale import DisconnectedRequests, joint_scale
 from pipeline.sources.gtrends.tie import COARSE, tied_joint_scale
 from storage.models import FrameworkShare, GtrendsCell, GtrendsFetch, GtrendsSeries
@@ -89,14 +90,8 @@ def scaled_series(engine: Engine, settings: Settings, resolution: str) -> pd.Dat
 
 def _period_mean(daily: pd.DataFrame, granularity: str) -> pd.DataFrame:
     """Mean of the daily series over complete Sunday-weeks or months."""
-    days = pd.to_datetime(daily["period_start"])
-    if granularity == "week":
-        starts = days - pd.to_timedelta((days.dt.day_of_week + 1) % 7, unit="D")
-        expected = pd.Series(7, index=starts.index)
-    else:
-        starts = days.dt.to_period("M").dt.start_time
-        expected = days.dt.days_in_month
-    frame = daily.assign(period=starts.dt.strftime("%Y-%m-%d"), expected=expected.values)
+    starts = tie.period_starts(daily["period_start"], granularity)
+    frame = daily.assign(period=starts, expected=tie.period_days(starts, granularity).values)
     grouped = frame.groupby(["keyword", "period"]).agg(
         value=("value", "mean"), days=("value", "size"), expected=("expected", "first")
     )
