@@ -161,10 +161,10 @@ def stored_until(engine: Engine, settings: Settings) -> date | None:
     )
     with engine.connect() as connection:
         latest = dict(connection.execute(query).all())
-    frameworks = search_terms(settings).values()
-    if not latest or any(key not in latest for key in frameworks):
-        return None if not latest else date.fromisoformat(min(latest.values()))
-    return date.fromisoformat(min(latest[key] for key in frameworks))
+    if not latest:
+        return None
+    configured = [latest[key] for key in search_terms(settings).values() if key in latest]
+    return date.fromisoformat(min(configured or latest.values()))
 
 
 @dataclass
