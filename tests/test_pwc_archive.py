@@ -249,6 +249,23 @@ def test_both_formats_read_the_same(synthetic_dir: Path) -> None:
     assert len(links_pq) == SMALL.n_links and len(papers_pq) == SMALL.n_papers
 
 
+def test_links_normalised_on_threads_come_out_in_file_order(
+    fixture_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches normalised on several threads give what one thread gives: same rows, same
+    order, same counted problems."""
+    path = fixture_files["links.parquet"]
+    results = {}
+    for threads in (1, 3):
+        monkeypatch.setattr(archive, "NORMALIZE_THREADS", threads)
+        stats = ReadStats()
+        frames = list(read_links(path, batch_size=97, stats=stats))
+        results[threads] = (pd.concat(frames, ignore_index=True), stats)
+    (single, single_stats), (threaded, threaded_stats) = results[1], results[3]
+    pd.testing.assert_frame_equal(single, threaded)
+    assert threaded_stats == single_stats and threaded_stats.rows == 2_297
+
+
 def test_generated_links_are_normalised(synthetic_dir: Path) -> None:
     raw = pq.read_table(synthetic_dir / "links-between-papers-and-code.parquet").to_pandas()
     links = pd.concat(read_links(synthetic_dir / "links-between-papers-and-code.parquet"))

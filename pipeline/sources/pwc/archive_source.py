@@ -1,15 +1,16 @@
 """The frozen Papers-with-Code archive: import links and papers, aggregate shares by paper date.
 
-Import is all or nothing: both files are read in full first (links in memory, papers streamed
-keeping only the dates of linked papers), then the links are written with their paper's date in
-one transaction, so a bad archive (truncated gzip, wrong columns, an HTML page, a missing path)
-leaves the database as it was.
+Import is all or nothing: both files are read in full first (only the needed columns: the links,
+and the URL and date of every paper, from which the linked papers' dates are kept), then the
+links are written with their paper's date in one transaction, so a bad archive (truncated gzip,
+wrong columns, an HTML page, a missing path) leaves the database as it was.
 The files' fingerprints (size and modification time of the local copy) are kept in
 ``source_state``; an unchanged archive is not imported again, so a rerun changes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator, Sequence
@@ -89,16 +90,18 @@ def _stored_state(engine: Engine, key: str) -> str | None:
 def _read_links(path: Path, stats: ReadStats) -> tuple[pa.Table, int]:
     """The usable links, one per (paper_url, repo_url), sorted by that key; and how many rows
     lacked a paper, repository or framework."""
-    frames, skipped = [], 0
+    tables, skipped = [], 0
     for batch in read_links(path, stats=stats):
-        complete = (
-            batch["paper_url"].notna() & batch["repo_url"].notna() & batch["framework"].notna()
+        table = pa.Table.from_pandas(batch, schema=_LINKS_SCHEMA, preserve_index=False)
+        complete = pc.and_(
+            pc.and_(pc.is_valid(table["paper_url"]), pc.is_valid(table["repo_url"])),
+            pc.is_valid(table["framework"]),
         )
-        skipped += int((~complete).sum())
-        frames.append(pa.Table.from_pandas(batch[complete], preserve_index=False))
-    if not frames:
+        tables.append(table.filter(complete))
+        skipped += len(table) - len(tables[-1])
+    if not tables:
         return _LINKS_SCHEMA.empty_table(), skipped
-    return _last_per_key(pa.concat_tables(frames).cast(_LINKS_SCHEMA)), skipped
+    return _last_per_key(pa.concat_tables(tables), LINK_KEY), skipped
 
 
 _LINKS_SCHEMA = pa.schema(
@@ -112,55 +115,54 @@ _LINKS_SCHEMA = pa.schema(
 )
 
 
-def _last_per_key(links: pa.Table) -> pa.Table:
-    """The last row of each (paper_url, repo_url), as an upsert would keep, sorted by the key.
+def _last_per_key(table: pa.Table, key: Sequence[str]) -> pa.Table:
+    """The last row of each ``key``, as an upsert would keep, sorted by the key.
 
-    Sorted rows fill the unique index in order: 3x faster to insert than file order.
+    Links sorted by their key fill the table's B-tree in order: 3x faster to insert than in
+    file order.
     """
-    order = pa.array(np.arange(len(links)))
-    ranked = links.append_column("order", order).sort_by(
-        [*((k, "ascending") for k in LINK_KEY), ("order", "ascending")]
+    order = pa.array(np.arange(len(table)))
+    ranked = table.append_column("order", order).sort_by(
+        [*((name, "ascending") for name in key), ("order", "ascending")]
     )
-    paper, repo = ranked["paper_url"], ranked["repo_url"]
-    key_changes = pc.or_(pc.not_equal(paper[:-1], paper[1:]), pc.not_equal(repo[:-1], repo[1:]))
-    is_last = pa.concat_arrays([*key_changes.chunks, pa.array([True])])[: len(ranked)]
+    if len(ranked) < 2:
+        return ranked.drop_columns(["order"])
+    changes = [pc.not_equal(ranked[name][:-1], ranked[name][1:]) for name in key]
+    is_last = pa.chunked_array([*functools.reduce(pc.or_, changes).chunks, pa.array([True])])
     return ranked.filter(is_last).drop_columns(["order"])
 
 
 @dataclass
 class _PaperDates:
-    urls: pa.Array  # the linked papers found in the papers file(s), each once
-    published: pa.Array  # their "YYYY-MM-DD" dates (null when undated)
+    urls: pa.ChunkedArray  # the linked papers found in the papers file(s), each once
+    published: pa.ChunkedArray  # their "YYYY-MM-DD" dates (null when undated)
     last_date: str | None  # the latest date in the papers file(s)
 
 
-def _arrow_strings(values: pd.Series) -> pa.Array:
-    return pa.array(values, type=pa.string(), from_pandas=True)
-
-
 def _read_paper_dates(paths: list[Path], linked: pa.ChunkedArray, stats: ReadStats) -> _PaperDates:
-    """Stream the papers file(s), keeping only the dates of papers that ``linked`` names.
+    """Read the papers file(s) (two columns: ~30 MB for the whole archive) and keep only the
+    dates of papers that ``linked`` names.
 
-    Membership is tested in Arrow (pandas' ``isin`` on Arrow strings goes through Python
-    objects, ~8 s for 576k papers).
+    Membership and de-duplication are done in Arrow, once for all batches: pandas' ``isin`` and
+    ``drop_duplicates`` on strings go through Python objects (seconds for 576k papers), and
+    Arrow's ``is_in`` builds its hash set again on every call.
     """
-    wanted = pc.unique(linked)
-    kept, last = [], None
+    tables, latest = [], []
     for path in paths:
         for batch in read_papers(path, stats=stats):
-            latest = batch["date"].max()
-            if pd.notna(latest) and (last is None or latest > last):
-                last = latest
-            linked_rows = pc.is_in(_arrow_strings(batch["paper_url"]), value_set=wanted)
-            kept.append(batch[pc.fill_null(linked_rows, False).to_numpy(zero_copy_only=False)])
-    papers = pd.concat(kept, ignore_index=True) if kept else pd.DataFrame(columns=["paper_url"])
-    papers = papers.drop_duplicates("paper_url", keep="last")  # as an upsert would keep
-    published = papers["date"].dt.strftime("%Y-%m-%d") if len(papers) else papers["paper_url"]
+            tables.append(pa.Table.from_pandas(batch, schema=_PAPERS_SCHEMA, preserve_index=False))
+            latest.append(pc.max(tables[-1]["date"]).as_py())
+    papers = pa.concat_tables(tables) if tables else _PAPERS_SCHEMA.empty_table()
+    papers = _last_per_key(papers.filter(pc.is_in(papers["paper_url"], linked)), ["paper_url"])
+    last = max((day for day in latest if day is not None), default=None)
     return _PaperDates(
-        _arrow_strings(papers["paper_url"]),
-        _arrow_strings(published),
+        papers["paper_url"],
+        pc.cast(pc.cast(papers["date"], pa.date32()), pa.string()),
         None if last is None else last.strftime("%Y-%m-%d"),
     )
+
+
+_PAPERS_SCHEMA = pa.schema([("paper_url", pa.string()), ("date", pa.timestamp("s"))])
 
 
 def _link_tuples(links: pa.Table) -> Iterator[tuple]:
@@ -182,6 +184,43 @@ def _store_state(connection: Connection, values: dict[str, str]) -> None:
     upsert(connection, SourceState, rows, ["source", "key"])
 
 
+@dataclass
+class ArchiveRows:
+    """What an import writes (the links with their paper's date) and what reading them saw."""
+
+    links: pa.Table  # STORED_COLUMNS, one row per (paper_url, repo_url), sorted by that key
+    last_date: str | None  # the latest paper date in the papers file(s)
+    papers_found: int  # linked papers found in the papers file(s)
+    links_without_paper: int
+    problems: list[str]
+
+
+def read_archive(links_file: Path, papers_files: Sequence[Path]) -> ArchiveRows:
+    """Read and normalise the archive files; nothing is written."""
+    papers_stats, links_stats = ReadStats(), ReadStats()
+    links, skipped = _read_links(links_file, links_stats)
+    papers = _read_paper_dates(list(papers_files), links["paper_url"], papers_stats)
+    position = pc.index_in(links["paper_url"], value_set=papers.urls)
+    links = links.append_column("published", pc.take(papers.published, position))
+    problems = links_stats.problems() + papers_stats.problems()
+    if skipped:
+        problems.append(f"{skipped} link rows without paper, repository or framework")
+    if position.null_count:
+        problems.append(
+            f"{position.null_count} of {len(links)} links have no paper in the papers "
+            "file (no date: they count in no period)"
+        )
+    return ArchiveRows(links, papers.last_date, len(papers.urls), position.null_count, problems)
+
+
+def store_archive(connection: Connection, rows: ArchiveRows, fingerprint: str) -> None:
+    """Replace the stored links by ``rows`` inside the caller's transaction."""
+    connection.execute(delete(PwcLink))
+    upsert(connection, PwcLink, _link_tuples(rows.links), LINK_KEY, STORED_COLUMNS)
+    state = {FINGERPRINT_KEY: fingerprint, LAST_DATE_KEY: rows.last_date or ""}
+    _store_state(connection, state)
+
+
 def import_archive(
     app: App,
     run: RunRecord,
@@ -199,28 +238,16 @@ def import_archive(
         log.info("pwc-archive: unchanged since the last import; nothing to do")
         return report
 
-    papers_stats, links_stats = ReadStats(), ReadStats()
-    links, skipped = _read_links(links_file, links_stats)
-    papers = _read_paper_dates(papers_files, links["paper_url"], papers_stats)
-    position = pc.index_in(links["paper_url"], value_set=papers.urls)
-    links = links.append_column("published", pc.take(papers.published, position))
+    rows = read_archive(links_file, papers_files)
     with app.engine.begin() as connection:
-        connection.execute(delete(PwcLink))
-        upsert(connection, PwcLink, _link_tuples(links), LINK_KEY, STORED_COLUMNS)
-        last_date = papers.last_date or ""
-        _store_state(connection, {FINGERPRINT_KEY: fingerprint, LAST_DATE_KEY: last_date})
-    report.imported = True
-    report.links = len(links)
-    report.papers = len(papers.urls)
-    report.links_without_paper = position.null_count
-    report.problems = links_stats.problems() + papers_stats.problems()
-    if skipped:
-        report.problems.append(f"{skipped} link rows without paper, repository or framework")
-    if report.links_without_paper:
-        report.problems.append(
-            f"{report.links_without_paper} of {report.links} links have no paper in the papers "
-            "file (no date: they count in no period)"
-        )
+        store_archive(connection, rows, fingerprint)
+    report = ImportReport(
+        imported=True,
+        links=len(rows.links),
+        papers=rows.papers_found,
+        links_without_paper=rows.links_without_paper,
+        problems=rows.problems,
+    )
     run.rows += report.links
     log.info(
         "pwc-archive: imported %d links (%d of their papers found)", report.links, report.papers
