@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import inspect, text
@@ -84,6 +85,54 @@ def test_existing_database_keeps_its_rows_and_upgrade_is_idempotent(database_url
     assert migrate.upgrade(engine) == (migrate.head_revision(), migrate.head_revision())
     with engine.connect() as connection:
         assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 1
+    engine.dispose()
+
+
+PWC_LINK_ROWS = [
+    (
+        "https://paperswithcode.com/paper/a",
+        "https://github.com/o/a",
+        "1234.5678",
+        True,
+        "pytorch",
+        "2020-01-02",
+    ),
+    ("https://paperswithcode.com/paper/b", "https://gitlab.com/o/b", None, False, "tf", None),
+]
+PWC_LINK_COLUMNS = "paper_url, repo_url, arxiv_id, is_official, framework, published"
+
+
+def _pwc_links(engine) -> list[tuple]:
+    with engine.connect() as connection:
+        query = f"SELECT {PWC_LINK_COLUMNS} FROM pwc_links ORDER BY paper_url"
+        return [tuple(row) for row in connection.execute(text(query))]
+
+
+def test_pwc_links_keep_their_rows_when_keyed_by_urls_and_back(database_url: str) -> None:
+    """0003 replaces the surrogate id and unique index by a (paper_url, repo_url) key."""
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0002")
+        connection.execute(
+            text(f"INSERT INTO pwc_links ({PWC_LINK_COLUMNS}) VALUES (:p, :r, :a, :o, :f, :d)"),
+            [dict(zip("praofd", row, strict=True)) for row in PWC_LINK_ROWS],
+        )
+    migrate.upgrade(engine)
+    assert _pwc_links(engine) == PWC_LINK_ROWS
+    key = inspect(engine).get_pk_constraint("pwc_links")
+    assert key["constrained_columns"] == ["paper_url", "repo_url"]
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            sql = connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'pwc_links'"
+            ).scalar()
+        assert "WITHOUT ROWID" in sql
+
+    with engine.begin() as connection:
+        command.downgrade(migrate.alembic_config(connection), "0002")
+    assert _pwc_links(engine) == PWC_LINK_ROWS
+    assert "id" in [c["name"] for c in inspect(engine).get_columns("pwc_links")]
+    assert migrate.upgrade(engine) == ("0002", migrate.head_revision())
     engine.dispose()
 
 
