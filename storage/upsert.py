@@ -75,17 +75,17 @@ def upsert(
 
     def as_params(row: Any) -> Any:
         if as_tuples:
-            if positional and order == names:
-                return row  # already in the statement's order
             row = dict(zip(names, row, strict=True))
         if positional:
             return tuple(row[name] for name in order)
         return {name: row[name] for name in order}
 
+    ready = as_tuples and positional and order == names  # rows go to the driver as they are
     changed = 0
     batch = [first, *islice(iterator, CHUNK_ROWS - 1)]
     while batch:
-        result = connection.exec_driver_sql(sql, [as_params(row) for row in batch])
+        params = batch if ready else [as_params(row) for row in batch]
+        result = connection.exec_driver_sql(sql, params)
         changed += max(result.rowcount, 0)
         batch = list(islice(iterator, CHUNK_ROWS))
     return changed
