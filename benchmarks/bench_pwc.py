@@ -12,7 +12,9 @@ wall time and peak RSS (``os.wait4``):
 - DuckDB, in memory: the same quarterly counts straight from the files;
 - DuckDB, into a table file: the same rows loaded into a DuckDB database file and committed,
   then aggregated, which is the like-for-like comparison for a durable import;
-- DuckDB, bare join (reference only): no URL normalisation, no de-duplication.
+- DuckDB, bare join (reference only): no URL normalisation, no de-duplication;
+- pipeline phases: the same import run again through the library, timing start-up (imports),
+  migrations, reading, the SQLite write and aggregation separately, to show where time goes.
 
 The counts must agree: DuckDB applies the pipeline's semantics (links deduplicated on
 (paper_url, normalised repo_url); a paper's date; links whose paper is missing or undated
@@ -149,6 +151,52 @@ def duckdb_worker(mode: str, fmt: str, links: Path, papers: Path, out: Path) -> 
     out.write_text(json.dumps(rows))
 
 
+PHASES = (
+    ("imports", "pandas, Arrow, SQLAlchemy, Alembic, the pipeline"),
+    ("migrations", "lock, fresh schema"),
+    ("read", "read and normalise links and paper dates (Arrow)"),
+    ("write", "links into SQLite, one transaction"),
+    ("aggregate", "framework_share rebuilt from pwc_links"),
+    ("close", "engine disposed (WAL checkpoint)"),
+)
+
+
+def phases_worker(links: Path, papers: Path, folder: Path, out: Path) -> None:
+    """Child process: the pipeline's import, phase by phase, through its library functions."""
+    started = time.perf_counter()
+    from pipeline.app import App
+    from pipeline.config import load_settings
+    from pipeline.sources.pwc import archive_source
+
+    marks = {"imports": time.perf_counter() - started}
+
+    def mark(phase: str) -> None:
+        marks[phase] = time.perf_counter() - started - sum(marks.values())
+
+    app = App(load_settings(write_config(folder, folder / "phases.db")))
+    with app.writing():
+        mark("migrations")
+        rows = archive_source.read_archive(links, [papers])
+        mark("read")
+        with app.engine.begin() as connection:
+            archive_source.store_archive(connection, rows, "benchmark")
+        mark("write")
+        archive_source.aggregate(app)
+        mark("aggregate")
+    app.close()
+    mark("close")
+    out.write_text(json.dumps(marks))
+
+
+def run_phases(links: Path, papers: Path, folder: Path) -> dict[str, float]:
+    out = folder / "phases.json"
+    worker = ["--phases-worker", str(links), str(papers), str(folder), str(out)]
+    measured = measure([sys.executable, __file__, *worker])
+    if measured.returncode != 0:
+        raise SystemExit(f"phases failed ({measured.returncode}):\n{measured.stderr}")
+    return json.loads(out.read_text())
+
+
 @dataclass
 class Measured:
     seconds: float
@@ -237,6 +285,7 @@ class Row:
     memory: Measured
     table: Measured
     plain: Measured
+    phases: dict[str, float]
     agree: bool
     quarters: int
     links_counted: int
@@ -250,6 +299,7 @@ def bench_format(directory: Path, fmt: str) -> Row:
         memory, in_memory = run_duckdb("memory", fmt, links, papers, folder)
         table, from_table = run_duckdb("table", fmt, links, papers, folder)
         plain, _ = run_duckdb("plain", fmt, links, papers, folder)
+        phases = run_phases(links, papers, folder)
     agree = stored == in_memory == from_table
     if not agree:
         diff = {
@@ -257,7 +307,8 @@ def bench_format(directory: Path, fmt: str) -> Row:
         }
         print(f"{fmt}: counts differ in {len(diff)} cells, e.g. {list(diff.items())[:5]}")
     quarters = len({q for q, _ in stored})
-    return Row(fmt, pipeline, memory, table, plain, agree, quarters, sum(stored.values()))
+    links_counted = sum(stored.values())
+    return Row(fmt, pipeline, memory, table, plain, phases, agree, quarters, links_counted)
 
 
 VARIANTS = (
@@ -284,6 +335,14 @@ def report(rows: list[Row], directory: Path) -> str:
                 f"| {label} | {duck.seconds:.2f} | {duck.peak_rss / MIB:.0f} "
                 f"| {r.pipeline.seconds / duck.seconds:.1f} | {agree} |"
             )
+    lines += ["", "Where the pipeline's time goes (library run of the same import, seconds):", ""]
+    lines.append("| phase | what | " + " | ".join(r.fmt for r in rows) + " |")
+    lines.append("|---|---|" + "---|" * len(rows))
+    for phase, what in PHASES:
+        times = " | ".join(f"{r.phases[phase]:.2f}" for r in rows)
+        lines.append(f"| {phase} | {what} | {times} |")
+    totals = " | ".join(f"{sum(r.phases.values()):.2f}" for r in rows)
+    lines.append(f"| total | | {totals} |")
     lines.append("")
     for r in rows:
         memory = "met" if r.pipeline.peak_rss < GIB else "NOT met"
@@ -301,6 +360,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--duckdb-worker"]:
         mode, fmt, links, papers, out = argv[1:]
         duckdb_worker(mode, fmt, Path(links), Path(papers), Path(out))
+        return 0
+    if argv[:1] == ["--phases-worker"]:
+        phases_worker(*(Path(arg) for arg in argv[1:]))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="archive folder (cache)")
