@@ -13,6 +13,7 @@ from pipeline.sources.gtrends.scale import (
     DEFAULT_SAMPLING_NOISE,
     MIN_SAMPLING_NOISE,
     DisconnectedRequests,
+    _shared_cell_terms,
     chain_by_overlap_ratio,
     estimate_sampling_noise,
     joint_scale,
@@ -178,3 +179,29 @@ def test_sampling_noise_falls_back_without_shared_cells() -> None:
     fake = FakeGoogleTrends(today=date(2024, 12, 31))
     cells = fake.answer_cells(0, ["pytorch", "jax"], date(2023, 1, 1), date(2023, 6, 30))
     assert estimate_sampling_noise(cells) == DEFAULT_SAMPLING_NOISE
+
+
+@pytest.mark.parametrize("max_terms", [1, 7, 1 << 21])
+def test_shared_cell_terms_match_the_sum_of_outer_products(max_terms: int) -> None:
+    """The blockwise sum equals Σ_c β_c β_cᵀ / W_c written out, whatever the block size
+    (1: every cell its own block; 7: cells of 3+ observations exceed a block)."""
+    rng = np.random.default_rng(5)
+    n_requests, n_cells = 9, 40
+    rows = [
+        (c, r)
+        for c in range(n_cells)
+        for r in rng.choice(n_requests, size=rng.integers(1, 6), replace=False)
+    ]
+    cell, request = (np.array(column) for column in zip(*rows, strict=True))
+    weight = rng.uniform(0.5, 3.0, cell.size)
+    cell_weight = np.bincount(cell, weights=weight)
+
+    expected = np.zeros((n_requests, n_requests))
+    for c in range(n_cells):
+        beta = np.bincount(request[cell == c], weights=weight[cell == c], minlength=n_requests)
+        expected += np.outer(beta, beta) / cell_weight[c]
+    order = rng.permutation(cell.size)  # observations need not come sorted by cell
+    terms = _shared_cell_terms(
+        cell[order], request[order], weight[order], cell_weight, n_requests, max_terms
+    )
+    np.testing.assert_allclose(terms, expected, rtol=1e-12)

@@ -57,19 +57,9 @@ def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFr
         )
     )
     with engine.connect() as connection:
-        return pd.DataFrame(
-            connection.execute(query).all(),
-            columns=[
-                "request_id",
-                "keyword",
-                "period_start",
-                "value",
-                "below_one",
-                "is_partial",
-                "window_start",
-                "window_end",
-            ],
-        )
+        # read_sql builds the frame from the driver's tuples; a DataFrame of SQLAlchemy Rows is
+        # 3x slower (pandas probes every Row for namedtuple fields).
+        return pd.read_sql(query, connection)
 
 
 def scaled_series(engine: Engine, settings: Settings, resolution: str) -> pd.DataFrame:

@@ -70,6 +70,63 @@ def _connected_groups(n_requests: int, pairs: np.ndarray) -> list[list[int]]:
     return sorted(groups.values(), key=lambda group: group[0])
 
 
+def _by_cell(cell: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Observations sorted by cell, with each cell's first position and count."""
+    order = np.argsort(cell, kind="stable")
+    cell = cell[order]
+    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]) if cell.size else cell
+    counts = np.diff(np.r_[starts, cell.size])
+    return cell, starts, counts, *(column[order] for column in columns)
+
+
+def _shared_cell_terms(
+    cell: np.ndarray,
+    request: np.ndarray,
+    weight: np.ndarray,
+    cell_weight: np.ndarray,
+    n_requests: int,
+    max_terms: int = 1 << 21,
+) -> np.ndarray:
+    """Σ_c β_c β_cᵀ / W_c as an (n_requests × n_requests) matrix; β_c holds the weights of the
+    requests that observe cell c, W_c their sum.
+
+    A cell seen by n requests adds n² terms, and daily collects make n reach ~270 (each day's
+    window re-covers the last 269 days), so the terms are generated for a block of cells at a
+    time (at most ``max_terms``) and summed by ``bincount``: memory stays bounded however many
+    windows accumulate.
+    """
+    cell, starts, counts, request, weight = _by_cell(cell, request, weight)
+    terms = counts.astype(np.int64) ** 2
+    ends = np.cumsum(terms)
+    cuts = np.unique(np.searchsorted(ends, np.arange(max_terms, ends[-1], max_terms), "right"))
+    total = np.zeros(n_requests * n_requests)
+    for first, last in zip(np.r_[0, cuts], np.r_[cuts, starts.size], strict=True):
+        if first == last:
+            continue
+        n, start = counts[first:last], starts[first:last]
+        size = np.repeat(n, n)  # per observation of these cells: its cell's count
+        base = np.repeat(start, n)  # ... and its cell's first observation
+        # Every observation i, once per observation j of the same cell (itself included): i is
+        # repeated n times, and n consecutive integers modulo n visit each j of the cell once.
+        i = np.repeat(np.arange(start[0], start[-1] + n[-1]), size)
+        j = np.repeat(base, size) + np.arange(i.size) % np.repeat(size, size)
+        total += np.bincount(
+            request[i] * n_requests + request[j],
+            weights=weight[i] * weight[j] / cell_weight[cell[i]],
+            minlength=n_requests * n_requests,
+        )
+    return total.reshape(n_requests, n_requests)
+
+
+def _links(cell: np.ndarray, request: np.ndarray) -> np.ndarray:
+    """Request pairs that share a cell: each observation linked to its cell's first request
+    (a star per cell connects the same requests as every pair would)."""
+    cell, starts, counts, request = _by_cell(cell, request)
+    first = np.repeat(request[starts], counts)
+    pairs = np.unique(np.column_stack([first, request])[first != request], axis=0)
+    return pairs
+
+
 def _fit_offsets(
     cell: np.ndarray, request: np.ndarray, y: np.ndarray, weight: np.ndarray, n_requests: int
 ) -> np.ndarray:
@@ -81,23 +138,15 @@ def _fit_offsets(
     cell_mean = np.bincount(c, weights=ww * yy, minlength=per_cell.size) / np.maximum(
         cell_weight, np.finfo(float).tiny
     )
-    matrix = np.zeros((n_requests, n_requests))
-    np.add.at(matrix, (w, w), ww)
+    matrix = np.diag(np.bincount(w, weights=ww, minlength=n_requests))
     rhs = np.bincount(w, weights=ww * (yy - cell_mean[c]), minlength=n_requests)
-    # Subtract Σ_c β_c β_cᵀ / W_c: every ordered pair of observations of a shared cell.
-    obs = pd.DataFrame({"cell": c, "request": w, "weight": ww})
-    pairs = obs.merge(obs, on="cell", suffixes=("", "_other"))
-    np.add.at(
-        matrix,
-        (pairs["request"].to_numpy(), pairs["request_other"].to_numpy()),
-        -(pairs["weight"] * pairs["weight_other"]).to_numpy() / cell_weight[pairs["cell"]],
-    )
+    if c.size:
+        matrix -= _shared_cell_terms(c, w, ww, cell_weight, n_requests)
 
     informative = set(np.unique(request).tolist())  # requests with at least one cell ≥ τ
-    links = pairs[pairs["request"] != pairs["request_other"]][["request", "request_other"]]
     groups = [
         group
-        for group in _connected_groups(n_requests, links.to_numpy())
+        for group in _connected_groups(n_requests, _links(c, w))
         if informative.intersection(group)
     ]
     if len(groups) > 1:
