@@ -5,13 +5,16 @@
 The cron job's life, shortened: a 5-year backfill (2021-2025; the 7 default frameworks, two
 batches; day, week and month) against the fake with seeded truth and 2 % sampling noise, then
 one incremental ``collect gtrends`` fetch per day for N days (default 365; ``TRENDS_TODAY``
-moves one day at a time). Each daily collect adds one 269-day window per batch, so every day
-ends up covered by ~270 windows, and a weekly or monthly window whenever one completes.
+moves one day at a time). Each daily collect adds one window per batch (60 days of overlap
+plus the new day) and a weekly or monthly window whenever one completes; every window stays in
+the joint fit, so the rebuild grows with the days collected.
 
 At checkpoints the database is copied and a child process runs the gtrends rebuild on the copy
 (``aggregate.rebuild``: what ``trends aggregate`` and every ``collect`` run), measured for wall
-time and peak RSS (``os.wait4``). Figures for the rebuild before the blockwise shared-cell sum
-are in docs/BENCHMARKS.md (it joined every pair of observations of a cell).
+time and peak RSS (``os.wait4``), and compares the daily series with the fake's truth (median
+absolute % error after one global scale factor, as in bench_gtrends.py) over the backfilled
+years and over the days the collects added. Figures for the rebuild before the blockwise
+shared-cell sum and with 269-day incremental windows are in docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -30,19 +33,24 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the fake server lives in tests/fakes
 
-from benchmarks.bench_gtrends import SEVEN, write_config  # noqa: E402
+from benchmarks.bench_gtrends import SEVEN, daily_errors, wide, write_config  # noqa: E402
 from benchmarks.bench_pwc import MIB, measure  # noqa: E402
 
 BACKFILL = (date(2021, 1, 1), date(2025, 12, 31))
 FIRST_COLLECT = date(2026, 1, 5)
 SERVER_TODAY = date(2028, 1, 1)  # the fake knows every day the collects ask for
 CHECKPOINTS = (0, 30, 90, 180, 365)
+SEED = 2024  # the fake's truth and sampling-noise draws
 
 
 def rebuild_worker(folder: Path, out: Path) -> None:
-    """Child process: rebuild the gtrends series and shares of the database in ``folder``."""
+    """Child process: rebuild the gtrends series and shares of the database in ``folder``,
+    then measure the daily series against the truth."""
+    import pandas as pd
+
     from pipeline.app import App
     from pipeline.sources.gtrends.aggregate import rebuild
+    from tests.fakes.gtrends_server import FakeGoogleTrends
 
     app = App.from_config(folder / "trends.toml")
     started = time.perf_counter()
@@ -53,8 +61,23 @@ def rebuild_worker(folder: Path, out: Path) -> None:
             table: connection.exec_driver_sql(f"SELECT count(*) FROM {table}").scalar()
             for table in ("gtrends_fetches", "gtrends_cells")
         }
+        daily = pd.read_sql(
+            "SELECT framework AS keyword, period_start, value FROM gtrends_series "
+            "WHERE resolution = 'day'",
+            connection,
+        )
     app.close()
-    out.write_text(json.dumps({"seconds": seconds, **counts}))
+    errors = {}
+    for label, (first, last) in {
+        "backfilled": BACKFILL,
+        "collected": (FIRST_COLLECT - timedelta(days=3), daily["period_start"].max()),
+    }.items():
+        last = date.fromisoformat(last) if isinstance(last, str) else last
+        if last <= first:
+            continue
+        truth = FakeGoogleTrends(seed=SEED, today=SERVER_TODAY).truth_frame(SEVEN, first, last)
+        errors[label] = daily_errors(wide(daily, truth), truth)["median"]
+    out.write_text(json.dumps({"seconds": seconds, **counts, "errors": errors}))
 
 
 def checkpoint(folder: Path, days: int, scratch: Path) -> dict:
@@ -80,7 +103,7 @@ def run(days: int) -> list[dict]:
 
     results = []
     with (
-        FakeGoogleTrends(seed=2024, today=SERVER_TODAY, sample_noise=0.02) as server,
+        FakeGoogleTrends(seed=SEED, today=SERVER_TODAY, sample_noise=0.02) as server,
         tempfile.TemporaryDirectory(prefix="bench-gtrends-daily-") as tmp,
     ):
         folder, scratch = Path(tmp) / "db", Path(tmp) / "scratch"
@@ -111,13 +134,16 @@ def report(results: list[dict]) -> str:
     lines = [
         "Google Trends rebuild after a 5-year backfill and N daily collects (7 frameworks)",
         "",
-        "| daily collects | windows stored | cells stored | rebuild s | rebuild peak RSS MiB |",
-        "|---|---|---|---|---|",
+        "| daily collects | windows stored | cells stored | rebuild s | rebuild peak RSS MiB "
+        "| median abs % err, 2021–2025 | median abs % err, collected days |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        errors = {k: f"{v:.2f}" for k, v in r["errors"].items()}
         lines.append(
             f"| {r['days']} | {r['gtrends_fetches']:,} | {r['gtrends_cells']:,} "
-            f"| {r['seconds']:.2f} | {r['peak_rss'] / MIB:.0f} |"
+            f"| {r['seconds']:.2f} | {r['peak_rss'] / MIB:.0f} "
+            f"| {errors.get('backfilled', '—')} | {errors.get('collected', '—')} |"
         )
     return "\n".join(lines)
 

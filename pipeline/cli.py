@@ -263,6 +263,7 @@ def backfill_gtrends(
     from datetime import date
 
     from pipeline.sources.gtrends import collector
+    from pipeline.sources.gtrends.plan import unanswered
 
     app = get_app(ctx)
     first = date.fromisoformat(reports.parse_date(start, "--start"))
@@ -273,7 +274,7 @@ def backfill_gtrends(
     )
     if dry_run:
         plan = collector.backfill_plan(app.settings, first, last, resolution)
-        stored = collector.stored_plan_keys(app)
+        todo = set(unanswered(plan, collector.stored_plan_keys(app)))
         rows = [
             (
                 i,
@@ -281,7 +282,7 @@ def backfill_gtrends(
                 r.start.isoformat(),
                 r.end.isoformat(),
                 ",".join(r.keywords),
-                "stored" if r.key in stored else "to fetch",
+                "to fetch" if r in todo else "stored",
             )
             for i, r in enumerate(plan, 1)
         ]

@@ -13,6 +13,7 @@ from pipeline.sources.gtrends.plan import (
     incremental_requests,
     keyword_batches,
     minimum_requests,
+    unanswered,
 )
 
 FRAMEWORKS = ["pytorch", "tensorflow", "jax", "mxnet", "paddlepaddle", "mindspore", "caffe2"]
@@ -136,3 +137,32 @@ def test_incremental_after_a_long_gap_falls_back_to_overlapping_windows():
 def test_planned_request_timeframe():
     request = PlannedRequest(("a",), date(2021, 1, 1), date(2021, 1, 5))
     assert request.timeframe == "2021-01-01 2021-01-05"
+
+
+def test_daily_cron_window_is_the_overlap_plus_the_new_days():
+    """Every fetched window stays in the joint fit, so the incremental one is only as long as
+    the 60-day overlap plus the days not final yet (62 for a daily cron), not 269."""
+    latest = date(2026, 11, 24)
+    for stored in (date(2026, 11, 22), date(2026, 9, 1)):  # yesterday's run; a missed summer
+        plan = incremental_requests(FRAMEWORKS, stored, latest)
+        assert [r.keywords for r in plan] == keyword_batches(FRAMEWORKS)
+        for request in plan:
+            assert (request.start, request.end) == (stored - timedelta(days=59), latest)
+
+
+def test_a_second_run_on_the_same_day_finds_its_window_answered():
+    """Today's window made the series final up to yesterday; a rerun plans a window inside it
+    (same keywords, same last day, later start), which counts as stored."""
+    latest = date(2026, 11, 24)
+    first = incremental_requests(FRAMEWORKS, latest - timedelta(days=2), latest)
+    fetched = [r.key for r in first]
+    rerun = incremental_requests(FRAMEWORKS, latest - timedelta(days=1), latest)
+    assert rerun != first and unanswered(rerun, fetched) == []
+    assert incremental_requests(FRAMEWORKS, latest, latest) == []
+
+    tomorrow = incremental_requests(FRAMEWORKS, latest - timedelta(days=1), latest + timedelta(1))
+    assert unanswered(tomorrow, fetched) == tomorrow  # a newer last day
+    longer = incremental_requests(FRAMEWORKS, latest - timedelta(days=30), latest)
+    assert unanswered(longer, fetched) == longer  # starts earlier than anything fetched
+    other_geo = incremental_requests(FRAMEWORKS, latest - timedelta(days=1), latest, geo="US")
+    assert unanswered(other_geo, fetched) == other_geo

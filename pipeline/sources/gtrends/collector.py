@@ -36,6 +36,7 @@ from pipeline.sources.gtrends.plan import (
     build_plan,
     date_windows,
     incremental_requests,
+    unanswered,
 )
 from storage.db import sqlite_file
 from storage.models import GtrendsCell, GtrendsFetch
@@ -238,8 +239,7 @@ def fetch_plan(
 ) -> FetchOutcome:
     """Fetch every planned request not stored yet. Errors propagate after committed steps."""
     settings = app.settings
-    done = fetched_keys(app.engine, settings)
-    todo = [request for request in plan if request.key not in done]
+    todo = unanswered(plan, fetched_keys(app.engine, settings))
     outcome = FetchOutcome(skipped=len(plan) - len(todo))
     if not todo:
         return outcome

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import builtins
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -72,6 +72,32 @@ class PlannedRequest:
                 ",".join(self.keywords),
             )
         )
+
+
+def _without_start(key: str) -> tuple[str, str]:
+    """(the plan key with the window's start left out, the start)."""
+    fields = key.split("|")
+    start, end = fields[5].split()
+    return "|".join([*fields[:5], end, *fields[6:]]), start
+
+
+def unanswered(plan: Sequence[PlannedRequest], fetched_keys: Iterable[str]) -> list[PlannedRequest]:
+    """The requests of ``plan`` whose data is not stored yet.
+
+    A request is answered when it was fetched, or when a fetched request for the same keywords,
+    region and resolution ends on the same day (so its last, possibly partial, day is as fresh)
+    and starts no earlier: it holds every day the request would bring.
+    """
+    earliest: dict[str, str] = {}
+    for key in fetched_keys:
+        rest, start = _without_start(key)
+        earliest[rest] = min(start, earliest.get(rest, start))
+    todo = []
+    for request in plan:
+        rest, start = _without_start(request.key)
+        if earliest.get(rest, "9999") > start:  # ISO dates compare as text
+            todo.append(request)
+    return todo
 
 
 def keyword_batches(
@@ -208,18 +234,22 @@ def incremental_requests(
 ) -> list[PlannedRequest]:
     """Daily requests that bring a stored daily series up to ``latest_day``.
 
-    Normally one full-length (269-day) window per batch ending at ``latest_day``; it overlaps
-    the stored series by ≥ 60 days as long as the gap is ≤ 209 days (with nothing stored it is
-    simply the latest 269 days; history is the backfill's job). A longer gap falls back to the
-    regular daily plan from 60 days before ``stored_until``.
+    With nothing stored: the latest 269 days, one window per batch (history is the backfill's
+    job). Otherwise windows from 60 days before ``stored_until`` (the overlap that ties them to
+    the stored series) to ``latest_day``: one window of ~62 days for a daily cron, the regular
+    daily plan after a gap of more than 209 days.
+
+    The windows are kept short on purpose: every fetched window stays in the joint fit, and a
+    full 269-day window each day would cover each day ~270 times, making the rebuild 3x slower
+    after a year of daily collects (docs/BENCHMARKS.md). A second run on the same day plans a
+    window inside the one already fetched, which :func:`unanswered` leaves out.
     """
     batches = keyword_batches(keywords, volume_hint)
-    window_start = latest_day - timedelta(days=MAX_DAILY_DAYS - 1)
-    if stored_until is None or window_start <= stored_until - timedelta(
-        days=DAILY_OVERLAP_DAYS - 1
-    ):
-        windows = [(window_start, latest_day)]
+    if stored_until is None:
+        start = latest_day - timedelta(days=MAX_DAILY_DAYS - 1)
+    elif stored_until >= latest_day:
+        return []  # final up to the latest day Google has
     else:
-        overlap_start = stored_until - timedelta(days=DAILY_OVERLAP_DAYS - 1)
-        windows = date_windows(overlap_start, latest_day, "day")
+        start = stored_until - timedelta(days=DAILY_OVERLAP_DAYS - 1)
+    windows = date_windows(start, latest_day, "day")
     return _requests(batches, windows, "day", geo, category, property)
