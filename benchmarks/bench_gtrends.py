@@ -139,7 +139,7 @@ def wide(series: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
 
 def weekly_shares(daily: pd.DataFrame) -> pd.DataFrame:
     """Shares of the mean over complete Sunday-start weeks (index: Sunday as YYYY-MM-DD)."""
-    sundays = daily.index - pd.to_timedelta(np.asarray((daily.index.dayofweek + 1) % 7), unit="D")
+    sundays = daily.index - pd.to_timedelta(np.asarray((daily.index.day_of_week + 1) % 7), unit="D")
     grouped = daily.groupby(sundays)
     means = grouped.mean()[grouped.size() == 7]
     means.index = means.index.strftime("%Y-%m-%d")
