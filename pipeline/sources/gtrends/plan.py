@@ -75,7 +75,8 @@ class PlannedRequest:
 
 
 def _without_start(key: str) -> tuple[str, str]:
-    """(the plan key with the window's start left out, the start)."""
+    """(the plan key with the window's start left out, the start); field 5 of
+    :attr:`PlannedRequest.key` is the timeframe."""
     fields = key.split("|")
     start, end = fields[5].split()
     return "|".join([*fields[:5], end, *fields[6:]]), start
@@ -86,7 +87,7 @@ def unanswered(plan: Sequence[PlannedRequest], fetched_keys: Iterable[str]) -> l
 
     A request is answered when it was fetched, or when a fetched request for the same keywords,
     region and resolution ends on the same day (so its last, possibly partial, day is as fresh)
-    and starts no earlier: it holds every day the request would bring.
+    and starts no later: it holds every day the request would bring.
     """
     earliest: dict[str, str] = {}
     for key in fetched_keys:
@@ -95,7 +96,7 @@ def unanswered(plan: Sequence[PlannedRequest], fetched_keys: Iterable[str]) -> l
     todo = []
     for request in plan:
         rest, start = _without_start(request.key)
-        if earliest.get(rest, "9999") > start:  # ISO dates compare as text
+        if rest not in earliest or start < earliest[rest]:  # ISO dates compare as text
             todo.append(request)
     return todo
 
