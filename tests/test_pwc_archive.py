@@ -427,7 +427,8 @@ def test_json_reader_keeps_only_the_needed_keys(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert len(frames) == 1 and len(frames[0]) == 1_500
     assert frames[0].columns.tolist() == ["paper_url", "date"]
-    assert peak < 8_000_000
+    # Fixed buffers only: the threaded gunzip holds ~12 MB (8 MB of input, 2 MB blocks queued).
+    assert peak < 16_000_000
 
 
 # --- bad archives -----------------------------------------------------------------------------

@@ -8,13 +8,10 @@ the original ``.json.gz`` arrays. Readers take only the columns the pipeline nee
 from __future__ import annotations
 
 import datetime as dt
-import gzip
-import io
 import json
 import logging
 import math
 import re
-import zlib
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +29,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import requests
 import urllib3
+from isal import igzip_threaded, isal_zlib
 
 from pipeline.http import HttpClient, SourceError, TransientError
 
@@ -487,13 +485,22 @@ def _parquet_batches(path: Path, columns: Sequence[str], batch_size: int) -> Ite
             yield batch.to_pandas()
 
 
+_GZIP_ERRORS = (OSError, EOFError, isal_zlib.error)
+
+
 def _json_batches(path: Path, columns: Sequence[str], batch_size: int) -> Iterator[pd.DataFrame]:
-    """Stream one top-level JSON array; only ``columns`` of each object are kept."""
-    with _open_binary(path) as raw, gzip.GzipFile(fileobj=raw) as unzipped:
-        stream = io.BufferedReader(unzipped, buffer_size=DOWNLOAD_CHUNK)
+    """Stream one top-level JSON array; only ``columns`` of each object are kept.
+
+    ISA-L decompresses on a background thread (it releases the GIL), so gunzip overlaps the
+    JSON parsing: 2.2 s less for the 206 MB papers file (docs/BENCHMARKS.md).
+    """
+    with (
+        _open_binary(path) as raw,
+        igzip_threaded.open(raw, "rb", threads=1, block_size=DOWNLOAD_CHUNK) as stream,
+    ):
         try:
             head = stream.peek(256)
-        except (OSError, EOFError, zlib.error) as error:
+        except _GZIP_ERRORS as error:
             raise ArchiveError(f"{path}: damaged gzip file ({_one_line(error)})") from None
         if head.strip() and not head.lstrip().startswith(b"["):
             raise ArchiveError(f"{path}: not a JSON array (starts with {head.lstrip()[:12]!r})")
@@ -516,7 +523,7 @@ def _json_batches(path: Path, columns: Sequence[str], batch_size: int) -> Iterat
                 if rows % batch_size == 0:
                     yield pd.DataFrame(kept)
                     kept = {c: [] for c in columns}
-        except (OSError, EOFError, zlib.error) as error:
+        except _GZIP_ERRORS as error:
             raise ArchiveError(f"{path}: damaged gzip file ({_one_line(error)})") from None
         except ijson.JSONError as error:
             raise ArchiveError(
