@@ -13,6 +13,7 @@ from pipeline.sources.gtrends.scale import (
     DEFAULT_SAMPLING_NOISE,
     MIN_SAMPLING_NOISE,
     DisconnectedRequests,
+    _by_cell,
     _shared_cell_terms,
     chain_by_overlap_ratio,
     estimate_sampling_noise,
@@ -200,8 +201,7 @@ def test_shared_cell_terms_match_the_sum_of_outer_products(max_terms: int) -> No
     for c in range(n_cells):
         beta = np.bincount(request[cell == c], weights=weight[cell == c], minlength=n_requests)
         expected += np.outer(beta, beta) / cell_weight[c]
-    order = rng.permutation(cell.size)  # observations need not come sorted by cell
-    terms = _shared_cell_terms(
-        cell[order], request[order], weight[order], cell_weight, n_requests, max_terms
-    )
+    order = rng.permutation(cell.size)  # observations in any order, sorted by _by_cell
+    by_cell = _by_cell(cell[order], request[order], weight[order])
+    terms = _shared_cell_terms(*by_cell, cell_weight, n_requests, max_terms)
     np.testing.assert_allclose(terms, expected, rtol=1e-12)

@@ -71,16 +71,19 @@ def _connected_groups(n_requests: int, pairs: np.ndarray) -> list[list[int]]:
 
 
 def _by_cell(cell: np.ndarray, *columns: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Observations sorted by cell, with each cell's first position and count."""
+    """Observations sorted by cell: (cell, each cell's first position, each cell's count,
+    *columns in the same order)."""
     order = np.argsort(cell, kind="stable")
     cell = cell[order]
-    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]) if cell.size else cell
+    starts = np.flatnonzero(np.r_[True, cell[1:] != cell[:-1]]) if cell.size else order
     counts = np.diff(np.r_[starts, cell.size])
     return cell, starts, counts, *(column[order] for column in columns)
 
 
 def _shared_cell_terms(
     cell: np.ndarray,
+    starts: np.ndarray,
+    counts: np.ndarray,
     request: np.ndarray,
     weight: np.ndarray,
     cell_weight: np.ndarray,
@@ -88,16 +91,15 @@ def _shared_cell_terms(
     max_terms: int = 1 << 21,
 ) -> np.ndarray:
     """Σ_c β_c β_cᵀ / W_c as an (n_requests × n_requests) matrix; β_c holds the weights of the
-    requests that observe cell c, W_c their sum.
+    requests that observe cell c, W_c their sum. Observations come sorted by cell
+    (:func:`_by_cell`).
 
-    A cell seen by n requests adds n² terms, and daily collects make n reach ~270 (each day's
-    window re-covers the last 269 days), so the terms are generated for a block of cells at a
-    time (at most ``max_terms``) and summed by ``bincount``: memory stays bounded however many
-    windows accumulate.
+    A cell seen by n requests adds n² terms, and daily collects make n reach ~60–270 (each
+    day's window re-covers the last weeks), so the terms are generated for a block of cells at
+    a time (at most ``max_terms``) and summed by ``bincount``: memory stays bounded however
+    many windows accumulate.
     """
-    cell, starts, counts, request, weight = _by_cell(cell, request, weight)
-    terms = counts.astype(np.int64) ** 2
-    ends = np.cumsum(terms)
+    ends = np.cumsum(counts.astype(np.int64) ** 2)
     cuts = np.unique(np.searchsorted(ends, np.arange(max_terms, ends[-1], max_terms), "right"))
     total = np.zeros(n_requests * n_requests)
     for first, last in zip(np.r_[0, cuts], np.r_[cuts, starts.size], strict=True):
@@ -118,13 +120,11 @@ def _shared_cell_terms(
     return total.reshape(n_requests, n_requests)
 
 
-def _links(cell: np.ndarray, request: np.ndarray) -> np.ndarray:
-    """Request pairs that share a cell: each observation linked to its cell's first request
-    (a star per cell connects the same requests as every pair would)."""
-    cell, starts, counts, request = _by_cell(cell, request)
+def _links(starts: np.ndarray, counts: np.ndarray, request: np.ndarray) -> np.ndarray:
+    """Request pairs that share a cell (observations sorted by cell): each observation linked
+    to its cell's first request, a star per cell that connects what every pair would."""
     first = np.repeat(request[starts], counts)
-    pairs = np.unique(np.column_stack([first, request])[first != request], axis=0)
-    return pairs
+    return np.unique(np.column_stack([first, request])[first != request], axis=0)
 
 
 def _fit_offsets(
@@ -133,7 +133,9 @@ def _fit_offsets(
     """Weighted least-squares request offsets a (a[first informative request] = 0)."""
     per_cell = np.bincount(cell)
     shared = per_cell[cell] >= 2  # cells seen by one request only do not inform the offsets
-    c, w, yy, ww = cell[shared], request[shared], y[shared], weight[shared]
+    c, starts, counts, w, yy, ww = _by_cell(
+        cell[shared], request[shared], y[shared], weight[shared]
+    )
     cell_weight = np.bincount(c, weights=ww, minlength=per_cell.size)
     cell_mean = np.bincount(c, weights=ww * yy, minlength=per_cell.size) / np.maximum(
         cell_weight, np.finfo(float).tiny
@@ -141,12 +143,12 @@ def _fit_offsets(
     matrix = np.diag(np.bincount(w, weights=ww, minlength=n_requests))
     rhs = np.bincount(w, weights=ww * (yy - cell_mean[c]), minlength=n_requests)
     if c.size:
-        matrix -= _shared_cell_terms(c, w, ww, cell_weight, n_requests)
+        matrix -= _shared_cell_terms(c, starts, counts, w, ww, cell_weight, n_requests)
 
     informative = set(np.unique(request).tolist())  # requests with at least one cell ≥ τ
     groups = [
         group
-        for group in _connected_groups(n_requests, _links(c, w))
+        for group in _connected_groups(n_requests, _links(starts, counts, w))
         if informative.intersection(group)
     ]
     if len(groups) > 1:
