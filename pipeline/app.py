@@ -45,13 +45,20 @@ class App:
     def prepare_for_reading(self) -> None:
         """Make sure readers find the current schema: create or migrate the database first.
 
-        Migrating needs the writer lock; when a writer holds it, the writer has migrated already.
+        The check reads through a read-only connection, so a reader never waits for a writer
+        (the write engine begins every transaction with BEGIN IMMEDIATE). Migrating needs the
+        writer lock; when a writer holds it, the writer has migrated already.
         """
         db_file = sqlite_file(self.settings.database.url)
-        missing = db_file is not None and not db_file.exists()
-        if missing or migrate.pending(self.engine):
-            with self.writing():
-                pass
+        if db_file is None or db_file.exists():
+            reader = make_engine(self.settings.database.url, readonly=True)
+            try:
+                if not migrate.pending(reader):
+                    return
+            finally:
+                reader.dispose()
+        with self.writing():
+            pass
 
     def close(self) -> None:
         for name in ("engine", "readonly_engine"):

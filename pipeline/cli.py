@@ -7,8 +7,11 @@ group turns them into one ``Error: …`` line on stderr and the documented exit 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
+import io
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from pipeline.app import App
 from pipeline.errors import EXIT_FAILED, TrendsError, one_line
 from pipeline.output import FILE_FORMATS, FORMATS, write_rows
 from pipeline.readonly import readonly_query
+from pipeline.redact import redact_text
 from storage import migrate
 
 log = logging.getLogger("pipeline")
@@ -41,17 +45,40 @@ class TrendsGroup(click.Group):
             return super().invoke(ctx)
         except TrendsError as error:
             for line in error.lines():
-                click.echo(f"Error: {line}", err=True)
+                _error(line)
             ctx.exit(error.exit_code)
         except FileNotFoundError as error:
-            click.echo(f"Error: {error}", err=True)
+            _error(str(error))
             ctx.exit(EXIT_FAILED)
+        except BrokenPipeError:
+            # The reader stopped reading (`trends sql … | head`): end quietly, as Unix tools do.
+            _discard_stdout()
+            ctx.exit(0)
         except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as error:  # a bug or an unforeseen fault: still one line, -v has more
             log.debug("unexpected error", exc_info=True)
-            click.echo(f"Error: {one_line(error)} (run with -v for details)", err=True)
+            _error(f"{one_line(error)} (run with -v for details)")
             ctx.exit(EXIT_FAILED)
+
+
+def _error(message: str) -> None:
+    click.echo(f"Error: {redact_text(message)}", err=True)
+
+
+class _RedactingFilter(logging.Filter):
+    """Log lines leave the program without the credentials of any URL they mention."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_text(record.getMessage()), None
+        return True
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing it at exit does not fail a second time."""
+    # Not a real file descriptor (CliRunner): then nothing is flushed to a pipe either.
+    with contextlib.suppress(OSError, ValueError, io.UnsupportedOperation):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -60,6 +87,9 @@ def _configure_logging(verbose: bool) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, _RedactingFilter) for f in handler.filters):
+            handler.addFilter(_RedactingFilter())
     for noisy in ("urllib3", "alembic", "matplotlib", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
@@ -123,8 +153,7 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 def runs(ctx: click.Context, limit: int, fmt: str) -> None:
     """Show the run log, newest first."""
     app = get_app(ctx)
-    app.prepare_for_reading()
-    columns, rows = reports.recent_runs(app.engine, limit)
+    columns, rows = reports.recent_runs(app.readonly_engine, limit)
     write_rows(fmt, columns, rows, sys.stdout)
 
 
@@ -142,8 +171,9 @@ def status(ctx: click.Context, fmt: str) -> None:
     from pipeline.sources import enabled_sources
 
     app = get_app(ctx)
-    app.prepare_for_reading()
-    statuses = reports.source_status(app.engine, app.settings, enabled_sources(app.settings))
+    statuses = reports.source_status(
+        app.readonly_engine, app.settings, enabled_sources(app.settings)
+    )
     rows = [tuple(getattr(s, c) for c in reports.STATUS_COLUMNS) for s in statuses]
     write_rows(fmt, reports.STATUS_COLUMNS, rows, sys.stdout)
     reports.check_fresh(statuses)
@@ -172,9 +202,8 @@ def shares(
     percent; csv and json give the long rows with value and share (0..1).
     """
     app = get_app(ctx)
-    app.prepare_for_reading()
     columns, rows = reports.read_shares(
-        app.engine,
+        app.readonly_engine,
         source=source,
         granularity=granularity,
         start=reports.parse_date(start, "--start"),
@@ -183,14 +212,14 @@ def shares(
     )
     if fmt != "table":
         write_rows(fmt, columns, rows, sys.stdout)
-        for note in reports.period_notes(app.engine).values():
+        for note in reports.period_notes(app.readonly_engine).values():
             click.echo(f"note: {note}", err=True)
         return
     if not rows:
         click.echo("No shares stored yet for this selection.", err=True)
         return
     tables = reports.pivot_shares(rows, list(app.settings.frameworks))
-    notes = reports.period_notes(app.engine)
+    notes = reports.period_notes(app.readonly_engine)
     for (group_source, variant, group_granularity), (head, body) in tables.items():
         click.echo(f"\n{group_source} / {variant} / {group_granularity}")
         write_rows("table", head, body, sys.stdout)
@@ -397,9 +426,8 @@ def plot(
     from pipeline.plot import plot_shares
 
     app = get_app(ctx)
-    app.prepare_for_reading()
     chart = plot_shares(
-        app.engine,
+        app.readonly_engine,
         app.settings,
         output,
         source=source,

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import requests
 import tenacity
+
+from pipeline.redact import host_of
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +53,14 @@ class TransientError(SourceError):
         self.retry_after = retry_after
 
 
-# Query parameters that carry credentials; they never reach logs or raw_responses.
-SECRET_PARAMS = frozenset(
-    {"token", "access_token", "api_key", "apikey", "key", "password", "secret", "signature"}
+# A connection that failed, timed out or broke off in the middle of a body: worth retrying.
+# (Without streaming, requests reads the body inside ``get``: a cut-off body raises
+# ChunkedEncodingError there, which is not a ConnectionError.)
+BROKEN_TRANSFER = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
 )
-REDACTED = "REDACTED"
-
-
-def redact_params(params: dict[str, str]) -> dict[str, str]:
-    return {k: REDACTED if k.lower() in SECRET_PARAMS else v for k, v in params.items()}
-
-
-def redact_url(url: str) -> tuple[str, dict[str, str]]:
-    """``url`` with credential parameters replaced by ``REDACTED``, and its query parameters."""
-    parts = urlsplit(url)
-    params = redact_params(dict(parse_qsl(parts.query, keep_blank_values=True)))
-    return urlunsplit(parts._replace(query=urlencode(params))), params
 
 
 def describe_connection_error(error: BaseException) -> str:
@@ -78,6 +72,8 @@ def describe_connection_error(error: BaseException) -> str:
         ("Connection refused", "connection refused"),
         ("timed out", "timed out"),
         ("Read timed out", "timed out"),
+        ("IncompleteRead", "connection broke off in the middle of the answer"),
+        ("Connection broken", "connection broke off in the middle of the answer"),
     ):
         if marker in text:
             return reason
@@ -230,9 +226,9 @@ class HttpClient:
                     timeout=self.policy.settings.timeout,
                     stream=stream_to is not None,
                 )
-            except (requests.ConnectionError, requests.Timeout) as error:
+            except BROKEN_TRANSFER as error:
                 raise TransientError(
-                    f"{urlsplit(url).netloc}: {describe_connection_error(error)}"
+                    f"{host_of(url)}: {describe_connection_error(error)}"
                 ) from error
             with response:
                 if response.status_code in RETRYABLE_STATUS:
@@ -245,18 +241,12 @@ class HttpClient:
                 if stream_to is not None and response.status_code in ok_statuses:
                     try:
                         stream_to(response)
-                    except (
-                        requests.ConnectionError,
-                        requests.exceptions.ChunkedEncodingError,
-                    ) as error:
+                    except BROKEN_TRANSFER as error:
                         raise TransientError(f"download from {url} broke off: {error}") from error
                 else:
                     try:
                         body = response.content
-                    except (
-                        requests.ConnectionError,
-                        requests.exceptions.ChunkedEncodingError,
-                    ) as error:
+                    except BROKEN_TRANSFER as error:
                         raise TransientError(f"body from {url} broke off: {error}") from error
                 return HttpResponse(
                     response.url, response.status_code, dict(response.headers), body
@@ -268,5 +258,5 @@ class HttpClient:
 def _short(url: str, limit: int = 80) -> str:
     """URLs in messages: without the query string, shortened in the middle when long."""
     parts = urlsplit(url)
-    text = f"{parts.scheme}://{parts.netloc}{parts.path}"
+    text = f"{parts.scheme}://{host_of(url)}{parts.path}"
     return text if len(text) <= limit else f"{text[: limit // 2]}…{text[-limit // 2 :]}"

@@ -8,6 +8,7 @@ import os
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from decimal import Decimal
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
@@ -47,13 +48,20 @@ def write_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str
     return count
 
 
+def _json_default(value: Any) -> Any:
+    # PostgreSQL NUMERIC arrives as Decimal: a JSON number, as the same query gives on SQLite.
+    if isinstance(value, Decimal):
+        return float(value)
+    return str(value)  # dates, times, bytes, …
+
+
 def write_json(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str]) -> int:
     """A JSON array of objects, streamed row by row."""
     out.write("[")
     count = 0
     for row in rows:
         out.write(",\n " if count else "\n ")
-        out.write(json.dumps(dict(zip(columns, row, strict=True)), default=str))
+        out.write(json.dumps(dict(zip(columns, row, strict=True)), default=_json_default))
         count += 1
     out.write("\n]\n" if count else "]\n")
     return count
@@ -69,26 +77,71 @@ def write_rows(
 def write_parquet(
     columns: Sequence[str], rows: Iterator[Sequence[Any]], path: Path, chunk: int = 50_000
 ) -> int:
-    """Parquet written in row groups, so a large export never sits in memory whole."""
-    import pyarrow as pa
+    """Parquet written in row groups, so a large export never sits in memory whole.
+
+    Column types are inferred from the rows (SQLite has no result types). When a later chunk
+    does not fit the types so far (a column NULL until then, integers followed by reals,
+    decimals of another scale, mixed values), the types are widened and what was written is
+    rewritten once with them.
+    """
     import pyarrow.parquet as pq
 
     writer: pq.ParquetWriter | None = None
     count = 0
     try:
         while batch := list(islice(rows, chunk)):
-            table = pa.Table.from_pylist([dict(zip(columns, row, strict=True)) for row in batch])
+            table = _arrow_table(columns, batch)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
+            elif table.schema != writer.schema:
+                schema = _widened(writer.schema, table.schema)
+                if schema != writer.schema:
+                    writer.close()
+                    written = pq.read_table(path).cast(schema)
+                    writer = pq.ParquetWriter(path, schema)
+                    writer.write_table(written)
             writer.write_table(table.cast(writer.schema))
             count += len(batch)
         if writer is None:  # no rows: still a valid file with the column names
-            empty = pa.table({name: pa.array([], type=pa.string()) for name in columns})
-            pq.write_table(empty, path)
+            writer = pq.ParquetWriter(path, _arrow_table(columns, []).schema)
     finally:
         if writer is not None:
             writer.close()
     return count
+
+
+def _arrow_table(columns: Sequence[str], rows: list[Sequence[Any]]) -> Any:
+    """Rows as an Arrow table; a column of mixed values (SQLite allows it) becomes text."""
+    import pyarrow as pa
+
+    arrays = []
+    for index in range(len(columns)):
+        values = [row[index] for row in rows]
+        try:
+            array = pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            array = pa.array([None if v is None else str(v) for v in values], pa.string())
+        if not rows:  # no values to go by: text
+            array = array.cast(pa.string())
+        arrays.append(array)
+    return pa.Table.from_arrays(arrays, names=list(columns))
+
+
+def _widened(old: Any, new: Any) -> Any:
+    """A schema that holds both: Arrow's permissive promotion per column, else text."""
+    import pyarrow as pa
+
+    fields = []
+    for before, after in zip(old, new, strict=True):
+        try:
+            fields.append(
+                pa.unify_schemas(
+                    [pa.schema([before]), pa.schema([after])], promote_options="permissive"
+                ).field(0)
+            )
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            fields.append(pa.field(before.name, pa.string()))
+    return pa.schema(fields)
 
 
 @contextmanager

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 from sqlalchemy import Engine, insert
 
-from pipeline.http import HttpResponse, redact_params, redact_url
+from pipeline.http import HttpResponse
+from pipeline.redact import redact_params, redact_url
 from pipeline.runlog import utc_now
 from storage.models import RawResponse
 

@@ -2,7 +2,12 @@
 
 SQLite: the file is opened with ``mode=ro`` and ``query_only``, and an authorizer allows only
 reads, so writes, DDL, ATTACH, extension loading and writing PRAGMAs are refused before they run.
-PostgreSQL: the statement runs in a ``READ ONLY`` transaction that is always rolled back.
+PostgreSQL: the statement runs in a ``READ ONLY`` transaction that is always rolled back,
+through a server-side cursor (``DECLARE … CURSOR FOR``), which takes exactly one SELECT, VALUES
+or TABLE query: a second statement (``…; COMMIT; BEGIN READ WRITE; …``) or ``COPY … TO
+PROGRAM`` is a syntax error before anything runs, and rows arrive in chunks. Functions with
+effects outside the transaction (``pg_terminate_backend``) are up to the role's privileges: give
+``trends sql`` a read-only role for untrusted queries (docs/QUERYING.md).
 """
 
 from __future__ import annotations
@@ -66,11 +71,24 @@ class QueryResult:
     rows: Iterator[tuple[Any, ...]]
 
 
-def _refusal(error: Exception) -> UsageError:
-    message = str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+def _message(error: Exception) -> str:
+    return str(getattr(error, "orig", None) or error).strip().splitlines()[0]
+
+
+def _refusal(error: Exception, *, postgresql: bool) -> UsageError:
+    message = _message(error)
     if "not authorized" in message or "read-only" in message or "readonly" in message:
         message = f"only read-only queries are allowed ({message})"
+    elif postgresql and getattr(error, "sqlstate", None) == "42601":  # syntax error
+        message += " (one SELECT, WITH … SELECT, VALUES or TABLE query is allowed)"
     return UsageError(f"query refused: {message}")
+
+
+def _is_driver_error(error: Exception) -> bool:
+    # psycopg's errors share no base class with sqlite3's or SQLAlchemy's.
+    return isinstance(error, sqlite3.Error | DBAPIError) or type(error).__module__.startswith(
+        "psycopg"
+    )
 
 
 @contextmanager
@@ -84,19 +102,18 @@ def readonly_query(
         is_sqlite = isinstance(driver, sqlite3.Connection)
         if is_sqlite:
             driver.set_authorizer(_authorize)
-        cursor = connection.cursor()
+            cursor = connection.cursor()
+        else:
+            connection.cursor().execute("SET TRANSACTION READ ONLY")
+            cursor = driver.cursor(name="trends_readonly_query")
         try:
-            if not is_sqlite:
-                cursor.execute("SET TRANSACTION READ ONLY")
             if params:
                 cursor.execute(sql, params)
             else:
                 cursor.execute(sql)
-        except (sqlite3.Error, DBAPIError) as error:
-            raise _refusal(error) from None
-        except Exception as error:  # driver-specific errors (psycopg) share no base class here
-            if type(error).__module__.startswith(("psycopg", "sqlite3")):
-                raise _refusal(error) from None
+        except Exception as error:
+            if _is_driver_error(error):
+                raise _refusal(error, postgresql=not is_sqlite) from None
             raise
         if cursor.description is None:
             raise UsageError(
@@ -105,8 +122,13 @@ def readonly_query(
         columns = [column[0] for column in cursor.description]
 
         def rows() -> Iterator[tuple[Any, ...]]:
-            while batch := cursor.fetchmany(chunk):
-                yield from (tuple(row) for row in batch)
+            try:
+                while batch := cursor.fetchmany(chunk):
+                    yield from (tuple(row) for row in batch)
+            except Exception as error:  # an error part-way: division by zero, overflow, …
+                if _is_driver_error(error):
+                    raise UsageError(f"query failed: {_message(error)}") from None
+                raise
 
         yield QueryResult(columns, rows())
     finally:

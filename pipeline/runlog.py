@@ -20,6 +20,7 @@ from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from pipeline.errors import LockHeld
+from pipeline.redact import redact_text
 from storage.models import Run
 
 log = logging.getLogger(__name__)
@@ -153,7 +154,7 @@ def finish_run(engine: Engine, run: RunRecord) -> None:
                 finished_at=utc_now(),
                 requests=run.requests,
                 rows=run.rows,
-                error=run.error,
+                error=None if run.error is None else redact_text(run.error),
             )
         )
 

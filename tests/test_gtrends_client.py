@@ -196,3 +196,13 @@ def test_malformed_data_is_returned_for_parse_to_reject(server, recorder):
         client.fetch(DAILY)
     # The cut-short body still reached on_response, to be stored raw.
     assert recorder.responses[-1][0].status == 200
+
+
+def test_a_body_cut_off_by_the_connection_is_retried(server, recorder):
+    """requests reads the body inside ``get``: a cut-off body is a ChunkedEncodingError, not a
+    ConnectionError, and must be retried like one."""
+    server.inject("multiline", Fault.broken_body())
+    client = make_client(server.base_url, recorder)
+    assert client.fetch(DAILY)
+    assert len(recorder.sleeps) == 1
+    assert recorder.paths().count("/api/widgetdata/multiline") == 1  # the whole, second answer

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 import time
@@ -124,3 +125,35 @@ def test_writers_on_different_hosts_exclude_each_other_on_postgresql(
         pass
     host_a.close()
     host_b.close()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sql", "SELECT count(*) FROM runs"],
+        ["shares"],
+        ["runs"],
+        ["status"],
+        ["export", "--table", "runs", "--format", "csv", "-o", "-"],
+    ],
+)
+def test_readers_do_not_wait_for_a_writer(
+    app: App, config_file: Path, monkeypatch: pytest.MonkeyPatch, command: list[str]
+) -> None:
+    """A writer's transaction (BEGIN IMMEDIATE, as every collector's) must not hold up reading
+    commands: they read through read-only connections, schema check included."""
+    app.prepare_for_reading()
+    monkeypatch.setattr("storage.db.BUSY_TIMEOUT_MS", 200)  # a wait would fail, not hang
+    path = load_settings(config_file).database.url.removeprefix("sqlite:///")
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    writer.execute("UPDATE source_state SET value = value")  # any write: the lock is taken
+    try:
+        if command[0] == "export":
+            command = [*command[:-1], str(config_file.with_name("runs.csv"))]
+        result = run_cli(config_file, *command)
+        assert result.exit_code in (0, 1), result.output  # status: 1 = never collected
+        assert "locked" not in result.stderr
+    finally:
+        writer.rollback()
+        writer.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 
 from tests.conftest import query, run_cli, write_config
 from tests.fakes import pwc_data
@@ -42,3 +43,30 @@ def test_gtrends_and_pwc_collect_into_postgresql(postgres_url: str, tmp_path: Pa
     assert query(postgres_url, "SELECT status FROM runs ORDER BY id") == [("ok",)] * 4
     shown = run_cli(config, "shares", "--latest", "--source", "pwc")
     assert "pwc / official / quarter" in shown.stdout
+
+
+def test_rebuild_does_not_depend_on_the_physical_row_order(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL returns rows in heap order; the fit must read its cells in a fixed order, or
+    a rebuild after a VACUUM or a restore rewrites every series value in its last bits."""
+    with FakeGoogleTrends() as fake:
+        config = write_config(
+            tmp_path / "pg.toml", postgres_url, f'[gtrends]\nbase_url = "{fake.base_url}"\n'
+        )
+        backfill = ["backfill", "gtrends", "--start", "2024-01-01", "--end", "2024-12-31"]
+        assert run_cli(config, *backfill).exit_code == 0
+    before = query(postgres_url, "SELECT * FROM gtrends_series ORDER BY 1, 2, 3, 4, 5, 6")
+    engine = create_engine(postgres_url)
+    with engine.begin() as connection:  # the same rows, written back in a shuffled order
+        connection.execute(
+            text("CREATE TEMP TABLE shuffled AS SELECT * FROM gtrends_cells ORDER BY random()")
+        )
+        connection.execute(text("DELETE FROM gtrends_cells"))
+        connection.execute(text("INSERT INTO gtrends_cells SELECT * FROM shuffled"))
+    engine.dispose()
+
+    rebuilt = run_cli(config, "aggregate")
+    assert rebuilt.exit_code == 0
+    assert "wrote 0 derived rows" in rebuilt.stderr
+    assert query(postgres_url, "SELECT * FROM gtrends_series ORDER BY 1, 2, 3, 4, 5, 6") == before

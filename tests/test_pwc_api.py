@@ -192,6 +192,17 @@ def test_rate_limit_is_retried_with_retry_after(dataset) -> None:
     assert len(recorder.calls) == 1  # retried failures never reached the parser
 
 
+def test_a_body_cut_off_by_the_connection_is_retried(dataset) -> None:
+    links, papers = dataset
+    http = fake.FastHttp()
+    with fake.FakePwcApi(links, papers) as api:
+        client = PwcApiClient(api.base_url, http.client())
+        api.fail_next(fake.truncated())  # Content-Length of the whole reply, half of it sent
+        count = client.repository_count("tf")
+        assert len(api.requests) == 2 and len(http.sleeps) == 1
+    assert count == len({link["repo_url"] for link in links if link["framework"] == "tf"})
+
+
 def test_persistent_503_ends_as_source_unavailable(dataset) -> None:
     links, papers = dataset
     with fake.FakePwcApi(links, papers) as api:

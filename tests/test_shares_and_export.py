@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import json
+from decimal import Decimal
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
 from pipeline.app import App
+from pipeline.output import write_json, write_parquet
 from storage.models import FrameworkShare
 from storage.upsert import upsert
 from tests.conftest import run_cli
@@ -131,3 +135,35 @@ def test_export_errors_exit_2_and_write_no_file(
     assert message in result.stderr
     assert not output.exists()
     assert list(tmp_path.glob(".x.csv.*")) == []
+
+
+def test_parquet_export_widens_types_that_change_after_the_first_chunk(tmp_path: Path) -> None:
+    """SQLite gives no result types, so they are inferred per chunk: a column that is NULL at
+    first, integers followed by reals, text among numbers and decimals of another scale must
+    still export (the file is rewritten once with the wider types)."""
+    rows = [(None, 1, 1, Decimal("1.5")), (None, 2, 2, Decimal("2.5"))]
+    rows += [("late text", 2.5, "three", Decimal("3.25")), ("x", 4, 4, Decimal("4.125"))]
+    path = tmp_path / "out.parquet"
+    assert write_parquet(["late", "number", "mixed", "amount"], iter(rows), path, chunk=2) == 4
+    table = pq.read_table(path)
+    assert str(table.schema.field("late").type) == "string"
+    assert str(table.schema.field("number").type) == "double"
+    assert str(table.schema.field("mixed").type) == "string"
+    assert table.column("late").to_pylist() == [None, None, "late text", "x"]
+    assert table.column("number").to_pylist() == [1.0, 2.0, 2.5, 4.0]
+    assert table.column("mixed").to_pylist() == ["1", "2", "three", "4"]
+    amounts = [Decimal(v) for v in ("1.5", "2.5", "3.25", "4.125")]
+    assert table.column("amount").to_pylist() == amounts
+
+
+def test_parquet_export_of_no_rows_keeps_the_column_names(tmp_path: Path) -> None:
+    path = tmp_path / "empty.parquet"
+    assert write_parquet(["a", "b"], iter([]), path) == 0
+    assert pq.read_table(path).column_names == ["a", "b"]
+
+
+def test_json_writes_decimals_as_numbers() -> None:
+    """PostgreSQL's NUMERIC (``ROUND(CAST(… AS NUMERIC), 1)``) comes back as Decimal."""
+    out = io.StringIO()
+    write_json(["percent", "day"], [(Decimal("50.3"), dt.date(2024, 1, 1))], out)
+    assert json.loads(out.getvalue()) == [{"percent": 50.3, "day": "2024-01-01"}]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from sqlalchemy import text
 from pipeline.app import App
 from storage.models import FrameworkShare
 from storage.upsert import upsert
-from tests.conftest import run_cli, write_config
+from tests.conftest import query, run_cli, write_config
 
 ROWS = [
     {
@@ -113,8 +115,72 @@ def test_sql_is_read_only_on_postgresql(postgres_url: str, tmp_path: Path) -> No
     config = write_config(tmp_path / "pg.toml", postgres_url)
     assert run_cli(config, "db", "upgrade").exit_code == 0
     result = run_cli(config, "sql", "DELETE FROM runs")
-    assert result.exit_code == 2 and "read-only" in result.stderr
+    assert result.exit_code == 2 and "one SELECT" in result.stderr
+    result = run_cli(config, "sql", "WITH gone AS (DELETE FROM runs RETURNING id) SELECT 1")
+    assert result.exit_code == 2 and result.stderr.startswith("Error: query refused")
     result = run_cli(config, "sql", "SET TRANSACTION READ WRITE")
     assert result.exit_code == 2
     ok = run_cli(config, "sql", "SELECT count(*) AS n FROM framework_share", "--format", "csv")
     assert ok.stdout.splitlines() == ["n", "0"]
+
+
+def test_postgresql_runs_one_select_only(postgres_url: str, tmp_path: Path) -> None:
+    """psycopg sends a parameterless string as a simple query, which may hold several
+    statements: a COMMIT would end the read-only transaction. Each must be refused before it
+    runs, for `sql` and for `export --query`."""
+    config = write_config(tmp_path / "pg.toml", postgres_url)
+    assert run_cli(config, "db", "upgrade").exit_code == 0
+    insert = "INSERT INTO runs (command, status, started_at) VALUES ('x', 'ok', now())"
+    program = tmp_path / "from_program.txt"
+    escapes = [
+        f"COMMIT; BEGIN READ WRITE; {insert}; COMMIT; SELECT 1",
+        f"SELECT 1; COMMIT; BEGIN READ WRITE; {insert}; COMMIT",
+        f"COPY (SELECT 1) TO PROGRAM 'touch {program}'",
+        f"COPY (SELECT 1) TO '{tmp_path / 'server_file.csv'}'",
+    ]
+    for statement in escapes:
+        for command in (["sql", statement], ["export", "--query", statement, "-o", "x.csv"]):
+            result = run_cli(config, *command, "--format", "csv")
+            assert result.exit_code == 2, (command, result.output)
+            assert result.stderr.startswith("Error: query refused: ")
+            assert "one SELECT, WITH … SELECT, VALUES or TABLE query is allowed" in result.stderr
+            assert result.stderr.count("\n") == 1
+    assert query(postgres_url, "SELECT count(*) FROM runs") == [(0,)]
+    assert not program.exists() and not (tmp_path / "server_file.csv").exists()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_an_error_part_way_is_one_line_exit_2(
+    backend: str, sqlite_url: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    url = sqlite_url if backend == "sqlite" else request.getfixturevalue("postgres_url")
+    config = write_config(tmp_path / "db.toml", url)
+    assert run_cli(config, "db", "upgrade").exit_code == 0
+    # The error comes with row 20,001, after the first chunk of rows was read.
+    failing = (
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) "
+        "SELECT i, 1 / (20001 - i) AS x FROM n"
+    )
+    if backend == "sqlite":  # SQLite's 1/0 is NULL; an integer overflow is an error
+        failing = failing.replace("1 / (20001 - i)", "abs(-9223372036854775807 - (i = 20001))")
+    out = tmp_path / "out.csv"
+    result = run_cli(config, "export", "--query", failing, "--format", "csv", "-o", str(out))
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith("Error: query failed: ")
+    assert result.stderr.count("\n") == 1
+    assert not out.exists()
+
+
+def test_a_reader_that_stops_early_ends_the_output_quietly(filled: App, config_file: Path) -> None:
+    """`trends sql … | head -1`: the pipe closes mid-output; no error line, exit 0."""
+    many = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200000) "
+    command = [sys.executable, "-m", "pipeline", "--config", str(config_file), "sql"]
+    process = subprocess.Popen(
+        [*command, many + "SELECT i FROM n", "--format", "csv"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None and process.stdout.readline() == b"i\n"
+    process.stdout.close()  # what `head -1` does after its line
+    assert process.wait(timeout=60) == 0
+    assert process.stderr is not None and process.stderr.read() == b""

@@ -317,6 +317,7 @@ class FaultKind(Enum):
     HTML_PAGE = "html-200"  # CAPTCHA-like page served with status 200
     CAPTCHA_REDIRECT = "302-sorry"  # Google's block: 302 to /sorry/index, which is HTML 200
     TRUNCATED_JSON = "truncated-json"
+    BROKEN_BODY = "broken-body"  # Content-Length of the whole answer, half of it sent, closed
     SLOW = "slow"  # answer after a delay (for client timeouts)
 
 
@@ -348,6 +349,10 @@ class Fault:
     @classmethod
     def truncated_json(cls) -> Fault:
         return cls(FaultKind.TRUNCATED_JSON)
+
+    @classmethod
+    def broken_body(cls) -> Fault:
+        return cls(FaultKind.BROKEN_BODY)
 
     @classmethod
     def slow(cls, seconds: float) -> Fault:
@@ -749,6 +754,14 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send(200, "application/json; charset=utf-8", body)
         if fault.kind is FaultKind.TRUNCATED_JSON:
             return self._send(200, "application/json; charset=utf-8", body[: len(body) // 2])
+        if fault.kind is FaultKind.BROKEN_BODY:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body[: len(body) // 2])
+            self.close_connection = True
+            return None
         if fault.kind is FaultKind.CAPTCHA_REDIRECT:
             location = f"http://{self.headers.get('Host')}/sorry/index?continue=x"
             return self._send(

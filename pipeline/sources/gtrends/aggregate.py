@@ -55,6 +55,9 @@ def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFr
             GtrendsFetch.category == g.category,
             GtrendsFetch.property == g.property,
         )
+        # A fixed order: the least-squares fit's last bits depend on the input order, and a
+        # rebuild must reproduce the stored series exactly (PostgreSQL returns heap order).
+        .order_by(GtrendsCell.fetch_id, GtrendsCell.framework, GtrendsCell.period_start)
     )
     with engine.connect() as connection:
         # read_sql builds the frame from the driver's tuples; a DataFrame of SQLAlchemy Rows is

@@ -19,6 +19,7 @@ from pytrends.exceptions import ResponseError, TooManyRequestsError
 from pytrends.request import TrendReq
 
 from pipeline.http import (
+    BROKEN_TRANSFER,
     HttpPolicy,
     HttpResponse,
     SourceError,
@@ -26,8 +27,8 @@ from pipeline.http import (
     TransientError,
     describe_connection_error,
     parse_retry_after,
-    redact_url,
 )
+from pipeline.redact import host_of, redact_url
 from pipeline.sources.gtrends.parse import UnexpectedResponse
 from pipeline.sources.gtrends.plan import MAX_KEYWORDS, PlannedRequest
 
@@ -147,9 +148,9 @@ class PytrendsClient:
             ) from error
         except ResponseError as error:
             raise self._translate_status(error.response) from error
-        except (requests.ConnectionError, requests.Timeout) as error:
+        except BROKEN_TRANSFER as error:
             reason = describe_connection_error(error)
-            raise TransientError(f"{urlsplit(self.base_url).netloc}: {reason}") from error
+            raise TransientError(f"{host_of(self.base_url)}: {reason}") from error
         except json.JSONDecodeError as error:
             # A body cut short in transfer: the raw bytes were stored; asking again is cheap.
             raise TransientError(f"{self._last_endpoint()} sent invalid JSON: {error}") from error

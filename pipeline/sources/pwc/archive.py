@@ -32,6 +32,7 @@ import urllib3
 from isal import igzip_threaded, isal_zlib
 
 from pipeline.http import HttpClient, SourceError, TransientError
+from pipeline.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -876,6 +877,7 @@ def _download(url: str, cache_dir: Path, http: HttpClient) -> FetchResult:
         raise ArchiveError(f"{url}: {str(error).split(': ', 1)[1]}") from None
     part.replace(target)
     download.part_meta.unlink(missing_ok=True)
-    _write_json(meta_path, {"url": url, **asdict(download.validators), "size": _size(target)})
+    stored = {"url": redact_url(url)[0], **asdict(download.validators), "size": _size(target)}
+    _write_json(meta_path, stored)
     log.info("%s: downloaded %d bytes to %s", url, target.stat().st_size, target)
     return FetchResult(target, downloaded=True, size=target.stat().st_size, status=response.status)
