@@ -274,3 +274,26 @@ def test_sigkill_during_backfill_then_rerun_gives_the_uninterrupted_series(
         == 0
     )
     pd.testing.assert_frame_equal(series(sqlite_url), series(clean_url))
+
+
+def test_first_collect_fetches_history_and_a_stopped_one_continues(
+    fake, tmp_path, sqlite_url, monkeypatch
+) -> None:
+    """An empty database: collect fetches the daily history from [gtrends] history_start. Cut
+    short (here by the request budget), the next collect fetches only what is missing."""
+    extra = (
+        f'[gtrends]\nbase_url = "{fake.base_url}"\nhistory_start = "2024-06-01"\n'
+        "[pwc]\narchive_enabled = false\napi_enabled = false\n"
+    )
+    config = write_config(tmp_path / "history.toml", sqlite_url, extra)
+    monkeypatch.setenv("TRENDS_HTTP_REQUEST_BUDGET", "3")
+    assert run_cli(config, "collect", "gtrends").exit_code == 1  # partial: budget spent
+    stopped_after = data_requests(fake)
+    monkeypatch.delenv("TRENDS_HTTP_REQUEST_BUDGET")
+    assert run_cli(config, "collect", "gtrends").exit_code == 0
+    first_day = query(
+        sqlite_url, "SELECT min(window_start) FROM gtrends_fetches WHERE resolution = 'day'"
+    )[0][0]
+    assert first_day == "2024-06-01"
+    windows = query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0]
+    assert data_requests(fake) == windows >= stopped_after > 0  # nothing fetched twice

@@ -166,3 +166,17 @@ def test_a_second_run_on_the_same_day_finds_its_window_answered():
     assert unanswered(longer, fetched) == longer  # starts earlier than anything fetched
     other_geo = incremental_requests(FRAMEWORKS, latest - timedelta(days=1), latest, geo="US")
     assert unanswered(other_geo, fetched) == other_geo
+
+
+def test_an_empty_database_starts_at_history_start():
+    """Nothing stored: the regular daily plan from [gtrends] history_start to the latest day;
+    without one, the latest 269 days."""
+    latest = date(2026, 11, 24)
+    plan = incremental_requests(["pytorch", "jax"], None, latest, history_start=date(2024, 1, 1))
+    starts = sorted({r.start for r in plan})
+    assert starts[0] == date(2024, 1, 1) and max(r.end for r in plan) == latest
+    assert len(starts) == len(date_windows(date(2024, 1, 1), latest, "day")) > 1
+    default = incremental_requests(["pytorch", "jax"], None, latest)
+    assert [(r.start, r.end) for r in default] == [(latest - timedelta(days=268), latest)]
+    later = incremental_requests(["pytorch"], None, latest, history_start=latest + timedelta(1))
+    assert [(r.start, r.end) for r in later] == [(latest, latest)]

@@ -267,6 +267,41 @@ def test_api_counts_are_stored_as_pwc_api_shares(tmp_path, sqlite_url, monkeypat
     assert all(total == pytest.approx(1.0) for *_, total in shares)
 
 
+def test_a_quarter_collected_while_running_is_completed_after_it_ends(
+    tmp_path, sqlite_url, monkeypatch
+) -> None:
+    """Collected mid-quarter, Q3 holds the papers up to that day; the first run after the
+    quarter ended must fetch it whole, and later runs leave it alone."""
+
+    def stored_q3() -> dict[str, int]:
+        latest = (
+            "SELECT framework, count FROM pwc_api_counts WHERE endpoint = 'papers' AND "
+            "period_start = '2024-07-01' AND snapshot_date = (SELECT max(snapshot_date) FROM "
+            "pwc_api_counts WHERE endpoint = 'papers' AND period_start = '2024-07-01')"
+        )
+        return dict(query(sqlite_url, latest))
+
+    with FakePwcApi(LINKS, PAPERS) as api:
+        config = api_config(tmp_path, sqlite_url, api)
+        for today in ("2024-08-15", "2024-10-06", "2024-11-20"):
+            monkeypatch.setenv("TRENDS_TODAY", today)
+            assert run_cli(config, "collect", "pwc-api").exit_code == 0
+            if today == "2024-08-15":
+                mid_quarter = stored_q3()
+            if today == "2024-10-06":
+                q3_asked = [r for r in api.requests if r.query.get("start_date") == "2024-07-01"]
+        later = [r for r in api.requests if r.query.get("start_date") == "2024-07-01"]
+    dates = {p["paper_url"]: p["date"] for p in PAPERS}
+    whole = Counter(
+        code
+        for url, code in {(link["paper_url"], link["framework"]) for link in LINKS}
+        if "2024-07-01" <= dates[url] <= "2024-09-30"
+    )
+    assert stored_q3()["pytorch"] == whole["pytorch"] > mid_quarter["pytorch"]
+    assert stored_q3()["tensorflow"] == whole["tf"]
+    assert len(later) == len(q3_asked)  # final after 2024-10-06: not asked on 2024-11-20
+
+
 @pytest.mark.parametrize(
     ("mode", "message"),
     [

@@ -111,13 +111,23 @@ def incremental_plan(
 ) -> list[PlannedRequest]:
     """One new daily window per batch, plus the weekly and monthly windows when they moved.
 
+    An empty database gets the daily history from ``[gtrends] history_start`` first.
+
     Weekly windows end on the last complete Saturday and monthly windows on the last complete
     month, so their plan keys (and requests) change only once a week or month.
     """
     g = settings.gtrends
     latest = latest_available_day(settings, on)
     terms = list(search_terms(settings))
-    daily = incremental_requests(terms, stored_until, latest, g.geo, g.category, g.property)
+    daily = incremental_requests(
+        terms,
+        stored_until,
+        latest,
+        g.geo,
+        g.category,
+        g.property,
+        history_start=date.fromisoformat(g.history_start),
+    )
     last_saturday = latest - timedelta(days=(latest.weekday() + 2) % 7)
     weekly_windows = date_windows(
         last_saturday - timedelta(days=MAX_WEEKLY_DAYS - 1), last_saturday, "week"

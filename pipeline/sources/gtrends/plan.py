@@ -232,13 +232,15 @@ def incremental_requests(
     category: int = 0,
     property: str = "",
     volume_hint: Mapping[str, float] | None = None,
+    history_start: date | None = None,
 ) -> list[PlannedRequest]:
     """Daily requests that bring a stored daily series up to ``latest_day``.
 
-    With nothing stored: the latest 269 days, one window per batch (history is the backfill's
-    job). Otherwise windows from 60 days before ``stored_until`` (the overlap that ties them to
-    the stored series) to ``latest_day``: one window of ~62 days for a daily cron, the regular
-    daily plan after a gap of more than 209 days.
+    With nothing stored: the regular daily plan from ``history_start`` (default: the latest 269
+    days, one window per batch); a run that stops part-way (429s) leaves a stored series that
+    the next run continues. Otherwise windows from 60 days before ``stored_until`` (the overlap
+    that ties them to the stored series) to ``latest_day``: one window of ~62 days for a daily
+    cron, the regular daily plan after a gap of more than 209 days.
 
     The windows are kept short on purpose: every fetched window stays in the joint fit, and a
     full 269-day window each day would cover each day ~270 times, making the rebuild 3x slower
@@ -247,7 +249,8 @@ def incremental_requests(
     """
     batches = keyword_batches(keywords, volume_hint)
     if stored_until is None:
-        start = latest_day - timedelta(days=MAX_DAILY_DAYS - 1)
+        start = history_start or latest_day - timedelta(days=MAX_DAILY_DAYS - 1)
+        start = min(start, latest_day)
     elif stored_until >= latest_day:
         return []  # final up to the latest day Google has
     else:

@@ -6,7 +6,8 @@ framework and quarter from ``[pwc] api_start`` on, where the server supports
 filters it was asked for and not every framework got the same count (a server ignoring the
 filter); otherwise the run fails with a clear message and nothing is stored.
 
-Past quarters are fetched once; the current quarter is fetched again on every run.
+A quarter is fetched on every run until a run after its end has fetched it whole; from then on
+it is final and not asked again.
 """
 
 from __future__ import annotations
@@ -43,11 +44,16 @@ def quarters(first: date, last: date) -> list[tuple[date, date]]:
     return spans
 
 
-def _stored_quarters(app: App) -> set[str]:
+def _completed_quarters(app: App) -> set[str]:
+    """Quarters whose paper counts were fetched after the quarter ended: they are final. A
+    quarter last fetched while it was running is fetched again, whole."""
     with app.engine.connect() as connection:
         return set(
             connection.execute(
-                select(PwcApiCount.period_start).where(PwcApiCount.endpoint == "papers")
+                select(PwcApiCount.period_start).where(
+                    PwcApiCount.endpoint == "papers",
+                    PwcApiCount.snapshot_date > PwcApiCount.period_end,
+                )
             ).scalars()
         )
 
@@ -71,10 +77,9 @@ def collect(app: App, run: RunRecord) -> None:
             for key, count in repositories.items()
         ]
 
-        stored = _stored_quarters(app)
-        current = quarters(snapshot, snapshot)[0][0]
+        completed = _completed_quarters(app)
         for start, end in quarters(date.fromisoformat(settings.pwc.api_start), snapshot):
-            if start.isoformat() in stored and start != current:
+            if start.isoformat() in completed:
                 continue
             try:
                 counts = {
