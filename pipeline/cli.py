@@ -20,7 +20,7 @@ import click
 
 from pipeline import reports
 from pipeline.app import App
-from pipeline.errors import EXIT_FAILED, TrendsError, one_line
+from pipeline.errors import EXIT_FAILED, TrendsError, UsageError, one_line
 from pipeline.output import FILE_FORMATS, FORMATS, write_rows
 from pipeline.readonly import readonly_query
 from pipeline.redact import redact_text
@@ -38,7 +38,26 @@ class TrendsGroup(click.Group):
         # nothing left to collect by then. (unregister first: CliRunner calls main repeatedly.)
         atexit.unregister(gc.freeze)
         atexit.register(gc.freeze)
-        return super().main(*args, **kwargs)
+        if not kwargs.get("standalone_mode", True):
+            return super().main(*args, **kwargs)
+        kwargs["standalone_mode"] = False  # Click's own errors are ours to print (one line)
+        try:
+            status = super().main(*args, **kwargs)
+        except click.exceptions.NoArgsIsHelpError as error:
+            error.show()  # `trends` alone: the help, as Click shows it
+            sys.exit(error.exit_code)
+        except click.UsageError as error:
+            # Click prints usage, a hint and the error on 4 lines; the contract is one line.
+            where = f" (see '{error.ctx.command_path} --help')" if error.ctx else ""
+            _error(f"{error.format_message()}{where}")
+            sys.exit(error.exit_code)
+        except click.ClickException as error:
+            _error(error.format_message())
+            sys.exit(error.exit_code)
+        except click.Abort:  # Ctrl-C outside a command (while Click parses)
+            _error("interrupted")
+            sys.exit(EXIT_FAILED)
+        sys.exit(status if isinstance(status, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -49,6 +68,9 @@ class TrendsGroup(click.Group):
             ctx.exit(error.exit_code)
         except FileNotFoundError as error:
             _error(str(error))
+            ctx.exit(EXIT_FAILED)
+        except KeyboardInterrupt:  # Ctrl-C; a run in progress is recorded as failed
+            _error("interrupted")
             ctx.exit(EXIT_FAILED)
         except BrokenPipeError:
             # The reader stopped reading (`trends sql … | head`): end quietly, as Unix tools do.
@@ -147,7 +169,7 @@ def sql(ctx: click.Context, query: str, fmt: str) -> None:
 
 
 @main.command()
-@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1))
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(min=1, max=10**9))
 @format_option
 @click.pass_context
 def runs(ctx: click.Context, limit: int, fmt: str) -> None:
@@ -201,13 +223,14 @@ def shares(
     The table format shows one table per source, variant and granularity with shares in
     percent; csv and json give the long rows with value and share (0..1).
     """
+    first, last = reports.share_filters(source, start, end)
     app = get_app(ctx)
     columns, rows = reports.read_shares(
         app.readonly_engine,
         source=source,
         granularity=granularity,
-        start=reports.parse_date(start, "--start"),
-        end=reports.parse_date(end, "--end"),
+        start=first,
+        end=last,
         latest=latest,
     )
     if fmt != "table":
@@ -296,11 +319,16 @@ def backfill_gtrends(
 
     app = get_app(ctx)
     first = date.fromisoformat(reports.parse_date(start, "--start"))
-    last = (
-        date.fromisoformat(reports.parse_date(end, "--end"))
-        if end
-        else collector.latest_available_day(app.settings)
-    )
+    if first < collector.MONTHLY_HISTORY_START:
+        raise UsageError(f"--start: Google Trends data begins on {collector.MONTHLY_HISTORY_START}")
+    if end:
+        last = date.fromisoformat(reports.parse_date(end, "--end"))
+    else:
+        last = collector.latest_available_day(app.settings)
+        if last < first:
+            raise UsageError(
+                f"--start {first} is after the latest day Google has data for ({last})"
+            )
     if dry_run:
         plan = collector.backfill_plan(app.settings, first, last, resolution)
         todo = set(unanswered(plan, collector.stored_plan_keys(app)))
@@ -389,7 +417,10 @@ def aggregate(ctx: click.Context) -> None:
     type=click.Choice(reports.GRANULARITIES),
     help="Period (default: week for gtrends, quarter for pwc, else the only one stored).",
 )
-@click.option("--variant", help="Sub-series (default: the [gtrends] geo, `all` for pwc).")
+@click.option(
+    "--variant",
+    help="Sub-series (default: the configured gtrends variant, e.g. world; `all` for pwc).",
+)
 @click.option("--start", help="First period_start (YYYY-MM-DD; gtrends default: 5 years ago).")
 @click.option("--end", help="Last period_start (YYYY-MM-DD).")
 @click.option(
@@ -425,6 +456,7 @@ def plot(
     """
     from pipeline.plot import plot_shares
 
+    first, last = reports.share_filters(source, start, end)
     app = get_app(ctx)
     chart = plot_shares(
         app.readonly_engine,
@@ -433,8 +465,8 @@ def plot(
         source=source,
         granularity=granularity,
         variant=variant,
-        start=reports.parse_date(start, "--start"),
-        end=reports.parse_date(end, "--end"),
+        start=first,
+        end=last,
         kind=kind,
     )
     click.echo(f"wrote {chart.title} ({len(chart.periods)} periods) to {output}", err=True)
@@ -453,8 +485,9 @@ def schedule(ctx: click.Context, run_now: bool) -> None:
     One job per enabled source ([gtrends] schedule, [pwc] archive_schedule, api_schedule, read
     in [scheduler] timezone); each runs `trends collect SOURCE` under the writer lock, so a
     fire that finds a cron run holding it is logged and skipped. Missed fires are run once if
-    at most [scheduler] misfire_grace_hours late. SIGINT/SIGTERM let the running collection
-    finish, then exit 0; a second signal exits at once.
+    at most [scheduler] misfire_grace_hours late. SIGINT/SIGTERM stop the running collection
+    at its next HTTP request or retry wait (it ends partial; the next run continues), then exit
+    0; a second signal exits at once.
     """
     from pipeline.scheduler import run_scheduler
 

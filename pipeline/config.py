@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import math
 import os
 import re
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from datetime import date
 from importlib import resources
@@ -23,9 +25,15 @@ from pipeline.errors import ConfigError
 from pipeline.http import HttpSettings
 
 PACKAGED_CONFIG = "trends.toml"
+PACKAGED_ORIGIN = "packaged config/trends.toml"
 ENV_CONFIG = "TRENDS_CONFIG"
 PWC_CODES = ("pytorch", "tf", "jax", "mxnet", "paddle", "mindspore", "caffe2", "torch", "none")
 FRAMEWORK_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
+# Google search properties pytrends accepts (`gprop`); the same list as
+# pipeline.sources.gtrends.client.PROPERTIES, kept here so loading does not import pytrends.
+GTRENDS_PROPERTIES = ("", "images", "news", "youtube", "froogle")
+DATABASE_BACKENDS = ("sqlite", "postgresql")  # the backends the storage layer is tested on
+DAY_SECONDS = 86_400.0
 
 
 @dataclass
@@ -48,8 +56,20 @@ class GtrendsSettings:
 
     @builtins.property  # the field "property" (Google's search property) shadows the builtin
     def variant(self) -> str:
-        """The ``framework_share.variant`` of this geo: ``world`` when worldwide."""
-        return self.geo or "world"
+        """The ``framework_share.variant`` of the configured geo, category and property.
+
+        The geo (``world`` when worldwide), then ``/<property>`` unless web search and
+        ``/cat<category>`` unless all categories: ``world``, ``US``, ``world/news``,
+        ``US/cat5``. The default combination keeps its plain geo, so existing rows and queries
+        stay valid, and every other combination gets a variant of its own, so rebuilding one
+        never replaces another.
+        """
+        parts = [self.geo or "world"]
+        if self.property:
+            parts.append(self.property)
+        if self.category:
+            parts.append(f"cat{self.category}")
+        return "/".join(parts)
 
 
 @dataclass
@@ -134,7 +154,7 @@ def _read_toml(text: str, origin: str) -> dict[str, Any]:
 
 def _packaged_defaults() -> dict[str, Any]:
     text = resources.files("config").joinpath(PACKAGED_CONFIG).read_text(encoding="utf-8")
-    return _read_toml(text, "packaged config/trends.toml")
+    return _read_toml(text, PACKAGED_ORIGIN)
 
 
 def _type_name(kind: type) -> str:
@@ -164,20 +184,29 @@ def _from_env(raw: str, kind: type, origin: str, key: str) -> Any:
 
 
 def _section_values(
-    name: str, schema: type, base: dict[str, Any], user: dict[str, Any], origin: str
+    name: str,
+    schema: type,
+    base: dict[str, Any],
+    user: dict[str, Any],
+    origin: str,
+    origins: dict[str, str],
 ) -> dict[str, Any]:
+    """The section's values, later sources winning; ``origins`` learns where each key came
+    from (file or environment variable), so a bad value is blamed on the right place."""
     kinds = {f.name: f.type for f in dataclasses.fields(schema)}
     kinds = {k: {"str": str, "int": int, "float": float, "bool": bool}[v] for k, v in kinds.items()}
     values: dict[str, Any] = {}
-    for source, origin_name in ((base, "packaged config/trends.toml"), (user, origin)):
+    for source, origin_name in ((base, PACKAGED_ORIGIN), (user, origin)):
         for key, value in source.items():
             if key not in kinds:
                 raise ConfigError(origin_name, f"[{name}] {key}", "unknown key")
             values[key] = _check_type(value, kinds[key], origin_name, f"[{name}] {key}")
+            origins[f"[{name}] {key}"] = origin_name
     for key, kind in kinds.items():
         env_name = f"TRENDS_{name}_{key}".upper()
         if env_name in os.environ:
             values[key] = _from_env(os.environ[env_name], kind, env_name, f"[{name}] {key}")
+            origins[f"[{name}] {key}"] = env_name
     return values
 
 
@@ -217,27 +246,109 @@ def _frameworks(table: Any, origin: str) -> dict[str, Framework]:
     return frameworks
 
 
-def _check_semantics(settings: Settings) -> None:
+@dataclass(frozen=True)
+class Bounds:
+    """The values a numeric key may take; a float must also be finite."""
+
+    least: float
+    most: float = math.inf
+    exclusive: bool = False  # ``least`` itself is not allowed (a timeout of 0 never waits)
+
+    def problem(self, number: float) -> str | None:
+        """What is wrong with ``number``, or None when it is in range."""
+        if not math.isfinite(number):
+            return f"must be a finite number, got {number}"
+        if self.exclusive and number <= self.least:
+            return f"must be more than {self.least:g}, got {number}"
+        if number < self.least:
+            return f"must be {self.least:g} or more, got {number}"
+        if number > self.most:
+            return f"must be at most {self.most:g}, got {number}"
+        return None
+
+
+# Every numeric key's range. Seconds stop at a day and hours at a year: more is a typo, and
+# would overflow sleeps and timedeltas.
+NUMBER_BOUNDS: dict[tuple[str, str], Bounds] = {
+    ("http", "request_delay"): Bounds(0, DAY_SECONDS),
+    ("http", "timeout"): Bounds(0, DAY_SECONDS, exclusive=True),
+    ("http", "max_attempts"): Bounds(1, 100),
+    ("http", "backoff_base"): Bounds(0, DAY_SECONDS),
+    ("http", "backoff_max"): Bounds(0, DAY_SECONDS),
+    ("http", "request_budget"): Bounds(1),
+    ("gtrends", "category"): Bounds(0),  # Google's category ids; 0 is all categories
+    ("gtrends", "threshold"): Bounds(0, 100),  # Google Trends values run from 0 to 100
+    ("gtrends", "data_lag_days"): Bounds(0, 60),
+    ("scheduler", "misfire_grace_hours"): Bounds(0, 366 * 24),
+}
+
+
+def _database_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be opened by the storage layer (None when it can), checked now so a
+    typo or a missing driver is a configuration error, not a failure half-way through a run.
+    A password in the URL is never shown."""
+    from sqlalchemy.engine import make_url  # local import: keep `trends --help` light
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        shown = url if "@" not in url else "***@" + url.rsplit("@", 1)[1]
+        return f"not a database URL: {shown!r}"
+    shown = parsed.render_as_string(hide_password=True)
+    backend = parsed.get_backend_name()
+    if backend not in DATABASE_BACKENDS:
+        return (
+            f"unsupported database {backend!r} in {shown!r} "
+            "(use sqlite:///PATH or postgresql+psycopg://…)"
+        )
+    try:
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+        with warnings.catch_warnings():  # the engine warns about ignored arguments later
+            warnings.simplefilter("ignore")
+            dialect().create_connect_args(parsed)  # e.g. "sqlite://host/x.db" is refused
+    except NoSuchModuleError:
+        return f"unknown driver {parsed.drivername!r} in {shown!r}"
+    except ArgumentError as error:
+        return str(error).splitlines()[0].replace(url, shown)
+    except ImportError as error:
+        return f"driver of {parsed.drivername!r} is not installed ({error})"
+    return None
+
+
+def _check_semantics(settings: Settings, origins: dict[str, str]) -> None:
+    """Values that have the right type but no meaning; ``origins`` maps each ``[section] key``
+    to the file or environment variable it came from."""
     from pipeline.schedule import trigger  # local import: schedule imports config types
 
-    checks = [
-        ("[gtrends] schedule", settings.gtrends.schedule),
-        ("[pwc] archive_schedule", settings.pwc.archive_schedule),
-        ("[pwc] api_schedule", settings.pwc.api_schedule),
-    ]
+    def fail(key: str, problem: str) -> ConfigError:
+        return ConfigError(origins.get(key, PACKAGED_ORIGIN), key, problem)
+
+    for (section, name), bounds in NUMBER_BOUNDS.items():
+        problem = bounds.problem(getattr(getattr(settings, section), name))
+        if problem:
+            raise fail(f"[{section}] {name}", problem)
+    if settings.gtrends.property not in GTRENDS_PROPERTIES:
+        choices = ", ".join(repr(p) for p in GTRENDS_PROPERTIES)
+        raise fail(
+            "[gtrends] property", f"unknown {settings.gtrends.property!r} (one of {choices})"
+        )
     try:
         ZoneInfo(settings.scheduler.timezone)
     except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(
-            settings.origin,
-            "[scheduler] timezone",
-            f"unknown time zone {settings.scheduler.timezone!r}",
+        raise fail(
+            "[scheduler] timezone", f"unknown time zone {settings.scheduler.timezone!r}"
         ) from None
-    for key, expression in checks:
+    for key, expression in (
+        ("[gtrends] schedule", settings.gtrends.schedule),
+        ("[pwc] archive_schedule", settings.pwc.archive_schedule),
+        ("[pwc] api_schedule", settings.pwc.api_schedule),
+    ):
         try:
             trigger(expression, settings.scheduler.timezone)
         except ValueError as error:
-            raise ConfigError(settings.origin, key, f"not a cron expression ({error})") from None
+            raise fail(key, f"not a cron expression ({error})") from None
     for key, text in (
         ("[gtrends] history_start", settings.gtrends.history_start),
         ("[pwc] api_start", settings.pwc.api_start),
@@ -245,21 +356,10 @@ def _check_semantics(settings: Settings) -> None:
         try:
             date.fromisoformat(text)
         except ValueError:
-            raise ConfigError(
-                settings.origin, key, f"expected a date YYYY-MM-DD, got {text!r}"
-            ) from None
-    for key, number in (
-        ("[http] request_delay", settings.http.request_delay),
-        ("[http] timeout", settings.http.timeout),
-        ("[http] max_attempts", settings.http.max_attempts),
-        ("[http] request_budget", settings.http.request_budget),
-    ):
-        if number < 0 or (key != "[http] request_delay" and number == 0):
-            raise ConfigError(settings.origin, key, f"must be positive, got {number}")
-    if "://" not in settings.database.url:
-        raise ConfigError(
-            settings.origin, "[database] url", f"not a database URL: {settings.database.url!r}"
-        )
+            raise fail(key, f"expected a date YYYY-MM-DD, got {text!r}") from None
+    problem = _database_url_problem(settings.database.url)
+    if problem:
+        raise fail("[database] url", problem)
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -273,26 +373,36 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
     base = _packaged_defaults()
     user: dict[str, Any] = {}
     file = config_path(path)
-    origin = "packaged config/trends.toml"
+    origin = PACKAGED_ORIGIN
     if file is not None:
         origin = str(file)
         try:
             text = file.read_text(encoding="utf-8")
         except OSError as error:
             raise ConfigError(origin, "file", f"cannot be read ({error.strerror})") from None
+        except UnicodeDecodeError as error:
+            raise ConfigError(
+                origin,
+                "file",
+                f"not UTF-8 text (byte {error.object[error.start]:#04x} at offset {error.start})",
+            ) from None
         user = _read_toml(text, origin)
         for name in user:
             if name not in SECTIONS and name != "frameworks":
                 raise ConfigError(origin, f"[{name}]", "unknown section")
             if not isinstance(user[name], dict):
                 raise ConfigError(origin, f"[{name}]", "expected a table")
+    origins: dict[str, str] = {}
     sections = {
         name: schema(
-            **_section_values(name, schema, base.get(name, {}), user.get(name, {}), origin)
+            **_section_values(name, schema, base.get(name, {}), user.get(name, {}), origin, origins)
         )
         for name, schema in SECTIONS.items()
     }
-    frameworks_table = user["frameworks"] if "frameworks" in user else base["frameworks"]
-    settings = Settings(origin=origin, frameworks=_frameworks(frameworks_table, origin), **sections)
-    _check_semantics(settings)
+    if "frameworks" in user:
+        frameworks = _frameworks(user["frameworks"], origin)
+    else:
+        frameworks = _frameworks(base["frameworks"], PACKAGED_ORIGIN)
+    settings = Settings(origin=origin, frameworks=frameworks, **sections)
+    _check_semantics(settings, origins)
     return settings

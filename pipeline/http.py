@@ -42,6 +42,23 @@ class BudgetExhausted(SourceUnavailable):
     """The per-run request budget is spent."""
 
 
+class StopRequested(SourceUnavailable):
+    """The process was asked to stop (``trends schedule`` got SIGINT/SIGTERM)."""
+
+
+# Set by the scheduler's signal handler: a source stops before its next request or in the
+# middle of a backoff wait (up to [http] backoff_max), rather than finishing its plan, so a
+# service manager's stop timeout is met. What was committed stays; the next run continues.
+STOP_REQUESTED = threading.Event()
+STOPPED_MESSAGE = "stopped on request before finishing (run again to continue)"
+
+
+def sleep_unless_stopped(seconds: float) -> None:
+    """``time.sleep`` that ends at once, raising :class:`StopRequested`, when a stop is asked."""
+    if STOP_REQUESTED.wait(seconds):
+        raise StopRequested(STOPPED_MESSAGE)
+
+
 class TransientError(SourceError):
     """A failure worth retrying; ``retry_after`` is the server's hint in seconds, if any."""
 
@@ -114,13 +131,15 @@ class HttpPolicy:
     """Pacing, budget and retry state for one source during one run."""
 
     settings: HttpSettings
-    sleep: Callable[[float], None] = time.sleep
+    sleep: Callable[[float], None] = sleep_unless_stopped
     requests_sent: int = 0
     _last_request: dict[str, float] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def before_request(self, url: str) -> None:
         """Spend one request of the budget and wait out the polite delay for the host."""
+        if STOP_REQUESTED.is_set():
+            raise StopRequested(STOPPED_MESSAGE)
         if self.requests_sent >= self.settings.request_budget:
             raise BudgetExhausted(
                 f"request budget of {self.settings.request_budget} spent "

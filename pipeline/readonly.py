@@ -84,6 +84,17 @@ def _refusal(error: Exception, *, postgresql: bool) -> UsageError:
     return UsageError(f"query refused: {message}")
 
 
+PROGRESS_EVERY = 100_000  # SQLite VM steps between two progress callbacks (~1 ms)
+
+
+def _let_signals_in() -> int:
+    return 0  # 0: go on; a KeyboardInterrupt raised meanwhile makes SQLite stop the query
+
+
+def _interrupted(error: Exception) -> bool:
+    return isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted"
+
+
 def _is_driver_error(error: Exception) -> bool:
     # psycopg's errors share no base class with sqlite3's or SQLAlchemy's.
     return isinstance(error, sqlite3.Error | DBAPIError) or type(error).__module__.startswith(
@@ -102,6 +113,10 @@ def readonly_query(
         is_sqlite = isinstance(driver, sqlite3.Connection)
         if is_sqlite:
             driver.set_authorizer(_authorize)
+            # Python runs signal handlers only between bytecodes, never inside one long
+            # sqlite3 step: a no-op progress callback lets Ctrl-C in (the query then stops
+            # with "interrupted").
+            driver.set_progress_handler(_let_signals_in, PROGRESS_EVERY)
             cursor = connection.cursor()
         else:
             connection.cursor().execute("SET TRANSACTION READ ONLY")
@@ -112,6 +127,8 @@ def readonly_query(
             else:
                 cursor.execute(sql)
         except Exception as error:
+            if _interrupted(error):
+                raise KeyboardInterrupt from None
             if _is_driver_error(error):
                 raise _refusal(error, postgresql=not is_sqlite) from None
             raise
@@ -126,6 +143,8 @@ def readonly_query(
                 while batch := cursor.fetchmany(chunk):
                     yield from (tuple(row) for row in batch)
             except Exception as error:  # an error part-way: division by zero, overflow, …
+                if _interrupted(error):
+                    raise KeyboardInterrupt from None
                 if _is_driver_error(error):
                     raise UsageError(f"query failed: {_message(error)}") from None
                 raise
@@ -137,4 +156,5 @@ def readonly_query(
         finally:
             if isinstance(connection.driver_connection, sqlite3.Connection):
                 connection.driver_connection.set_authorizer(None)
+                connection.driver_connection.set_progress_handler(None, 0)
             connection.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -165,9 +166,29 @@ def parse_date(text: str | None, option: str) -> str | None:
     if text is None:
         return None
     try:
+        if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):  # fromisoformat takes 20240101 too
+            raise ValueError(text)
         return date.fromisoformat(text).isoformat()
     except ValueError:
         raise UsageError(f"{option}: expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def share_filters(
+    source: str | None, start: str | None, end: str | None
+) -> tuple[str | None, str | None]:
+    """Check ``--source`` against the sources that write shares and the dates of
+    ``--start``/``--end``; returns the dates as ISO strings."""
+    from pipeline.sources import SOURCES
+
+    known = sorted({s.share_source for s in SOURCES.values()})
+    if source is not None and source not in known:
+        stored_as = SOURCES[source].share_source if source in SOURCES else None
+        hint = f" (its shares are stored as source {stored_as!r})" if stored_as else ""
+        raise UsageError(f"--source: unknown source {source!r}{hint}; one of {', '.join(known)}")
+    first, last = parse_date(start, "--start"), parse_date(end, "--end")
+    if first and last and last < first:
+        raise UsageError(f"--end {last} is before --start {first}")
+    return first, last
 
 
 def read_shares(

@@ -19,7 +19,7 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
-from pipeline.errors import LockHeld
+from pipeline.errors import LockHeld, TrendsError
 from pipeline.redact import redact_text
 from storage.models import Run
 
@@ -41,7 +41,13 @@ def utc_today() -> date:
 @contextmanager
 def writer_lock(path: Path) -> Iterator[None]:
     """Hold the writer lock, or raise :class:`LockHeld` at once if another process has it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:  # filelock reports a file it cannot create as "held": say what is really wrong
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(exist_ok=True)
+    except OSError as error:
+        raise TrendsError(
+            f"cannot create the writer lock file {path}: {error.strerror or error}"
+        ) from None
     lock = FileLock(str(path), timeout=0)
     try:
         lock.acquire()

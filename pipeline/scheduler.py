@@ -8,8 +8,9 @@ the lock held logs it and skips that fire.
 
 Jobs run one at a time (a single worker thread), so the scheduler's own jobs never contend for
 the lock. SIGINT/SIGTERM shut the scheduler down with ``wait=True``: a collection in progress
-finishes (collectors commit per step, so it ends on a committed transaction) and queued jobs
-are skipped. A second signal exits at once; the next run marks the interrupted run ``failed``.
+stops before its next HTTP request or in its backoff wait (collectors commit per step, so it
+ends on a committed transaction, as ``partial``; the next run continues) and queued jobs are
+skipped. A second signal exits at once; the next run marks the interrupted run ``failed``.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from sqlalchemy import func, select
 from pipeline.app import App
 from pipeline.collect import collect
 from pipeline.errors import LockHeld, TrendsError, UsageError
+from pipeline.http import STOP_REQUESTED
 from pipeline.schedule import CrontabTrigger
 from pipeline.sources import Source, enabled_sources
 from storage.models import Run
@@ -191,7 +193,8 @@ def _stop_on_signals(scheduler: BlockingScheduler, stopping: threading.Event) ->
             log.warning("%s again: exiting now, without waiting for the running job", name)
             os._exit(128 + signum)
         stopping.set()
-        log.info("%s: stopping after the running job (send it again to exit at once)", name)
+        STOP_REQUESTED.set()  # the running job stops at its next request or backoff wait
+        log.info("%s: stopping the running job at its next request (again: exit at once)", name)
         stopper = threading.Thread(target=scheduler.shutdown, kwargs={"wait": True})
         stopper.start()
         stoppers.append(stopper)
@@ -207,6 +210,7 @@ def _stop_on_signals(scheduler: BlockingScheduler, stopping: threading.Event) ->
 def run_scheduler(app: App, *, run_now: bool = False) -> None:
     """Run the configured collectors on their cron schedules until SIGINT or SIGTERM."""
     stopping = threading.Event()
+    STOP_REQUESTED.clear()
     if logging.getLogger().getEffectiveLevel() > logging.DEBUG:  # our lines say it all; -v: theirs
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
     scheduler = build_scheduler(app, stopping, run_now=run_now)

@@ -5,7 +5,9 @@ status paths are tested without the network or the real collectors.
 transaction; ``aggregate`` turns the latest response of each week into ``framework_share`` rows
 (source ``demo``). Environment knobs, read at call time so a subprocess can use them too:
 ``DEMO_SOURCE_SCHEDULE`` (crontab, default ``0 6 * * *``), ``DEMO_SOURCE_DELAY`` (seconds the
-fetch takes) and ``DEMO_SOURCE_FAIL`` (a message: the fetch fails with it).
+fetch takes), ``DEMO_SOURCE_FAIL`` (a message: the fetch fails with it) and
+``DEMO_SOURCE_RETRY_AFTER`` (seconds: the fetch is refused with a 429 asking to wait that long,
+through the shared HTTP policy).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import insert, select
 
 from pipeline.app import App
-from pipeline.http import SourceError
+from pipeline.http import HttpPolicy, SourceError, TransientError
 from pipeline.runlog import RunRecord, utc_now
 from pipeline.sources import SOURCES, Source
 from storage.models import FrameworkShare, RawResponse
@@ -34,6 +36,14 @@ KEY = ["source", "variant", "granularity", "period_start", "framework"]
 
 def collect(app: App, run: RunRecord) -> None:
     time.sleep(float(os.environ.get("DEMO_SOURCE_DELAY", "0")))
+    if os.environ.get("DEMO_SOURCE_RETRY_AFTER"):  # a 429 whose Retry-After is waited out
+        policy = HttpPolicy(app.settings.http)
+
+        def refused() -> None:
+            retry_after = float(os.environ["DEMO_SOURCE_RETRY_AFTER"])
+            raise TransientError("HTTP 429 from demo", status=429, retry_after=retry_after)
+
+        policy.call(refused, what="GET demo://counts")
     if os.environ.get("DEMO_SOURCE_FAIL"):
         raise SourceError(os.environ["DEMO_SOURCE_FAIL"])
     body = json.dumps(COUNTS)

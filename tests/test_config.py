@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import load_settings
+from pipeline.config import GTRENDS_PROPERTIES, NUMBER_BOUNDS, SECTIONS, load_settings
 from pipeline.errors import ConfigError
 from tests.conftest import run_cli
 
@@ -96,8 +98,40 @@ def test_trends_config_variable_selects_the_file(
         ("[gtrends]\ncategory = true\n", "[gtrends] category", "expected an integer"),
         ('[gtrends]\nschedule = "every day"\n', "[gtrends] schedule", "not a cron expression"),
         ('[gtrends]\nhistory_start = "2016-13-01"\n', "[gtrends] history_start", "expected a date"),
-        ("[http]\nmax_attempts = 0\n", "[http] max_attempts", "must be positive"),
+        ("[http]\nmax_attempts = 0\n", "[http] max_attempts", "must be 1 or more, got 0"),
+        ("[http]\nrequest_budget = 0\n", "[http] request_budget", "must be 1 or more"),
+        ("[http]\nrequest_delay = -1\n", "[http] request_delay", "must be 0 or more, got -1.0"),
+        ("[http]\ntimeout = 0\n", "[http] timeout", "must be more than 0"),
+        ("[http]\ntimeout = nan\n", "[http] timeout", "must be a finite number, got nan"),
+        ("[http]\ntimeout = inf\n", "[http] timeout", "must be a finite number, got inf"),
+        ("[http]\nbackoff_base = -1\n", "[http] backoff_base", "must be 0 or more"),
+        ("[http]\nbackoff_max = -0.5\n", "[http] backoff_max", "must be 0 or more"),
+        ("[http]\nbackoff_max = 1e9\n", "[http] backoff_max", "must be at most 86400"),
+        ("[gtrends]\ncategory = -1\n", "[gtrends] category", "must be 0 or more"),
+        ("[gtrends]\nthreshold = -1\n", "[gtrends] threshold", "must be 0 or more"),
+        ("[gtrends]\nthreshold = 101\n", "[gtrends] threshold", "must be at most 100"),
+        ("[gtrends]\ndata_lag_days = -1\n", "[gtrends] data_lag_days", "must be 0 or more"),
+        ("[gtrends]\ndata_lag_days = 61\n", "[gtrends] data_lag_days", "must be at most 60"),
+        ('[gtrends]\nproperty = "radio"\n', "[gtrends] property", "unknown 'radio' (one of"),
+        (
+            "[scheduler]\nmisfire_grace_hours = -1\n",
+            "[scheduler] misfire_grace_hours",
+            "must be 0 or more",
+        ),
+        ('[scheduler]\ntimezone = "Mars/Olympus"\n', "[scheduler] timezone", "unknown time zone"),
         ('[database]\nurl = "data/trends.db"\n', "[database] url", "not a database URL"),
+        ('[database]\nurl = "foo://bar"\n', "[database] url", "unsupported database 'foo'"),
+        (
+            '[database]\nurl = "mysql://u:p@127.0.0.1:9/db"\n',
+            "[database] url",
+            "unsupported database 'mysql' in 'mysql://u:***@127.0.0.1:9/db'",
+        ),
+        (
+            '[database]\nurl = "postgresql+nosuch://h/db"\n',
+            "[database] url",
+            "unknown driver 'postgresql+nosuch'",
+        ),
+        ('[database]\nurl = "sqlite://host/x.db"\n', "[database] url", "Invalid SQLite URL"),
         ('[frameworks.keras]\npwc = "keras"\n', "[frameworks.keras] pwc", "unknown code"),
         ("[frameworks.keras]\nstars = 3\n", "[frameworks.keras] stars", "unknown key"),
         ('[frameworks.Keras]\nname = "K"\n', "[frameworks.Keras]", "lower-case"),
@@ -126,6 +160,93 @@ def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.Monkey
         load_settings()
 
 
+@pytest.mark.parametrize(
+    ("variable", "value", "key", "problem"),
+    [
+        ("TRENDS_DATABASE_URL", "garbage", "[database] url", "not a database URL: 'garbage'"),
+        ("TRENDS_DATABASE_URL", "foo://bar", "[database] url", "unsupported database 'foo'"),
+        ("TRENDS_GTRENDS_SCHEDULE", "every day", "[gtrends] schedule", "not a cron expression"),
+        ("TRENDS_PWC_API_START", "2025-13-01", "[pwc] api_start", "expected a date"),
+        ("TRENDS_SCHEDULER_TIMEZONE", "Mars/Olympus", "[scheduler] timezone", "unknown time"),
+        ("TRENDS_HTTP_REQUEST_DELAY", "-1", "[http] request_delay", "must be 0 or more"),
+        ("TRENDS_HTTP_TIMEOUT", "nan", "[http] timeout", "must be a finite number"),
+        ("TRENDS_GTRENDS_PROPERTY", "radio", "[gtrends] property", "unknown 'radio'"),
+    ],
+)
+def test_meaningless_environment_value_names_the_variable_not_the_file(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    value: str,
+    key: str,
+    problem: str,
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[gtrends]\ngeo = "US"\n')
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert (caught.value.origin, caught.value.key) == (variable, key)
+    assert problem in caught.value.problem
+
+
+def test_range_limits_themselves_are_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[http]\nrequest_delay = 0\nbackoff_base = 0\nbackoff_max = 0\nmax_attempts = 1\n"
+        "request_budget = 1\ntimeout = 0.001\n"
+        '[gtrends]\nproperty = "youtube"\ncategory = 0\nthreshold = 100\ndata_lag_days = 60\n'
+        "[scheduler]\nmisfire_grace_hours = 0\n"
+    )
+    settings = load_settings(path)
+    assert settings.http.request_delay == 0.0
+    assert settings.gtrends.data_lag_days == 60
+
+
+def test_every_numeric_key_has_a_range() -> None:
+    numeric = {
+        (section, f.name)
+        for section, schema in SECTIONS.items()
+        for f in dataclasses.fields(schema)
+        if f.type in ("int", "float")
+    }
+    assert numeric == set(NUMBER_BOUNDS)
+
+
+def test_gtrends_properties_are_the_ones_the_client_accepts() -> None:
+    from pipeline.sources.gtrends.client import PROPERTIES
+
+    assert GTRENDS_PROPERTIES == PROPERTIES
+
+
+def test_database_driver_that_is_not_installed_is_a_configuration_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "psycopg2", None)  # `import psycopg2` now fails
+    monkeypatch.setenv("TRENDS_DATABASE_URL", "postgresql+psycopg2://user:s3cret@127.0.0.1:9/db")
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    assert (caught.value.origin, caught.value.key) == ("TRENDS_DATABASE_URL", "[database] url")
+    assert "driver of 'postgresql+psycopg2' is not installed" in caught.value.problem
+    assert "s3cret" not in str(caught.value)
+
+
+def test_unparseable_database_url_does_not_show_a_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TRENDS_DATABASE_URL", "postgres//user:s3cret@host/db")
+    with pytest.raises(ConfigError, match="not a database URL") as caught:
+        load_settings()
+    assert "s3cret" not in str(caught.value)
+
+
+def test_file_that_is_not_utf8_is_a_configuration_error(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    assert (caught.value.origin, caught.value.key) == (str(path), "file")
+    assert caught.value.problem == "not UTF-8 text (byte 0xff at offset 0)"
+
+
 def test_missing_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="cannot be read"):
         load_settings(tmp_path / "nope.toml")
@@ -142,3 +263,42 @@ def test_cli_reports_bad_config_in_one_line_exit_2_and_writes_nothing(tmp_path: 
         assert result.stderr.startswith(f"Error: {path}: [gtrends] threshold: expected an integer")
         assert "Traceback" not in result.output
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "first_line"),
+    [
+        (
+            "TRENDS_DATABASE_URL",
+            "foo://bar",
+            "Error: TRENDS_DATABASE_URL: [database] url: unsupported database 'foo'",
+        ),
+        (
+            "TRENDS_GTRENDS_PROPERTY",
+            "radio",
+            "Error: TRENDS_GTRENDS_PROPERTY: [gtrends] property: unknown 'radio'",
+        ),
+        ("TRENDS_HTTP_TIMEOUT", "inf", "Error: TRENDS_HTTP_TIMEOUT: [http] timeout: must be a"),
+    ],
+)
+def test_cli_reports_meaningless_environment_value_in_one_line_exit_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, first_line: str
+) -> None:
+    path = tmp_path / "c.toml"
+    db = tmp_path / "never.db"
+    path.write_text(f'[database]\nurl = "sqlite:///{db}"\n')
+    monkeypatch.setenv(variable, value)
+    for command in (["status"], ["backfill", "gtrends", "--start", "2024-01-01"]):
+        result = run_cli(path, *command)
+        assert result.exit_code == 2, command
+        assert result.stderr.count("\n") == 1
+        assert result.stderr.startswith(first_line)
+    assert not db.exists()
+
+
+def test_cli_reports_a_file_that_is_not_utf8_in_one_line_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "binary.toml"
+    path.write_bytes(b"\xff\xfe\x00binary")
+    result = run_cli(path, "aggregate")
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: {path}: file: not UTF-8 text (byte 0xff at offset 0)\n"

@@ -45,3 +45,36 @@ def test_aggregate_names_the_failing_source_and_rebuilds_the_others(
     )
     assert rebuilt == ["gtrends", "pwc-api"]
     assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["shares", "--format", "xml"], "Invalid value for '--format'"),
+        (["runs", "--limit", "0"], "Invalid value for '--limit'"),
+        (["nosuch"], "No such command 'nosuch'"),
+        (["export", "--table", "runs", "--format", "csv"], "Missing option '-o'"),
+    ],
+)
+def test_usage_errors_are_one_line_exit_2(config_file: Path, args: list[str], message) -> None:
+    """Click's own errors too: not its four lines of usage, hint, blank and error."""
+    result = run_cli(config_file, *args)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {message}") and result.stderr.count("\n") == 1
+    assert "--help')" in result.stderr  # where to look
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--start", "2003-06-01", "--end", "2003-07-01"], "Google Trends data begins on 2004"),
+        (["--start", "2999-01-01"], "--start 2999-01-01 is after the latest day Google has"),
+        (["--start", "2024-05-01", "--end", "2024-01-01"], "--end 2024-01-01 is before --start"),
+    ],
+)
+def test_backfill_gtrends_checks_its_range_before_any_request(
+    config_file: Path, args: list[str], message: str
+) -> None:
+    result = run_cli(config_file, "backfill", "gtrends", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1

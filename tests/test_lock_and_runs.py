@@ -157,3 +157,15 @@ def test_readers_do_not_wait_for_a_writer(
     finally:
         writer.rollback()
         writer.close()
+
+
+def test_a_lock_file_that_cannot_be_created_is_not_reported_as_held(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("TRENDS_DATABASE_LOCK_PATH", str(blocker / "trends.lock"))
+    result = run_cli(config_file, "aggregate")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error: cannot create the writer lock file ")
+    assert result.stderr.count("\n") == 1

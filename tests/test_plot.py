@@ -150,7 +150,7 @@ def test_cli_options_select_the_series(filled: App, config_file: Path, tmp_path:
     ("args", "code", "message"),
     [
         (["-o", "chart.pdf"], 2, "Error: cannot draw 'chart.pdf': the file must end in"),
-        (["--source", "nosuch", "-o", "x.png"], 1, "Error: no shares stored for nosuch"),
+        (["--source", "nosuch", "-o", "x.png"], 2, "Error: --source: unknown source 'nosuch'"),
         (["--start", "2030-01-01", "-o", "x.png"], 1, "between 2030-01-01 and now"),
         (["--source", "pwc", "--variant", "x", "-o", "x.svg"], 1, "no shares stored for pwc / x"),
         (["--start", "yesterday", "-o", "x.png"], 2, "Error: --start: expected a date"),

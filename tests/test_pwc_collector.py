@@ -220,6 +220,31 @@ def test_html_instead_of_a_download_is_refused(archive, config, sqlite_url) -> N
     assert query(sqlite_url, "SELECT count(*) FROM pwc_links")[0][0] == 0
 
 
+@pytest.mark.parametrize("papers", ["none given", "another archive's"])
+def test_papers_that_date_no_link_are_refused_and_shares_kept(
+    archive, config, sqlite_url, tmp_path, monkeypatch, papers
+) -> None:
+    """Without dates every link would count nowhere and all pwc shares would be deleted: an
+    empty papers setting or a papers file that matches no link is an error, nothing changes."""
+    assert run_cli(config, *import_args(archive)).exit_code == 0
+    before = snapshot(sqlite_url)
+    links = ["backfill", "pwc", "--force", "--links", str(archive["links.parquet"])]
+    if papers == "none given":
+        monkeypatch.setenv("TRENDS_PWC_PAPERS_URL", "")
+        result = run_cli(config, *links)
+        assert "no papers file given" in result.stderr
+    else:
+        other = tmp_path / "other-papers.parquet"
+        pd.DataFrame(
+            {"paper_url": ["https://paperswithcode.com/paper/x"], "date": ["2020-01-01"]}
+        ).to_parquet(other)
+        result = run_cli(config, *links, "--papers", str(other))
+        assert "has its paper in" in result.stderr
+    assert result.exit_code == 1
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: ")
+    assert snapshot(sqlite_url) == before
+
+
 # --- live API --------------------------------------------------------------------------------
 
 

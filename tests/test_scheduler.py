@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import select
 
 from pipeline.app import App
+from pipeline.http import STOPPED_MESSAGE
 from pipeline.runlog import writer_lock
 from pipeline.schedule import CrontabTrigger
 from pipeline.scheduler import build_scheduler, run_job
@@ -160,7 +161,7 @@ def test_sigterm_during_a_run_lets_it_finish_then_exits_0(scheduler_config: Path
         running.process.kill()
     log = "".join(running.log)
     assert code == 0, log
-    assert "SIGTERM: stopping after the running job" in log
+    assert "SIGTERM: stopping the running job at its next request" in log
     assert "demo: run 1 ended ok" in log
     assert "scheduler stopped" in log
     with app.engine.connect() as connection:
@@ -169,6 +170,31 @@ def test_sigterm_during_a_run_lets_it_finish_then_exits_0(scheduler_config: Path
     assert [(r.command, r.status) for r in runs] == [("collect", "ok")]
     assert runs[0].finished_at is not None
     assert sorted(shares) == ["jax", "pytorch", "tensorflow"]
+
+
+def test_sigterm_during_a_backoff_wait_stops_the_run_at_once(
+    scheduler_config: Path, app: App
+) -> None:
+    """A 429 with Retry-After: 600 (capped at backoff_max, 300 s by default) must not hold a
+    service stop for minutes: the wait ends on SIGTERM, the run ends partial, exit 0."""
+    running = Scheduler(
+        scheduler_config,
+        "--run-now",
+        env={"DEMO_SOURCE_SCHEDULE": "* * * * *", "DEMO_SOURCE_RETRY_AFTER": "600"},
+    )
+    try:
+        running.wait_for("retry 1/")
+        started = time.monotonic()
+        code = running.stop(signal.SIGTERM)
+        stopped_in = time.monotonic() - started
+    finally:
+        running.process.kill()
+    log = "".join(running.log)
+    assert code == 0 and stopped_in < 10, log
+    assert "demo: run 1 ended partial" in log and STOPPED_MESSAGE in log
+    with app.engine.connect() as connection:
+        runs = connection.execute(select(Run.status, Run.error)).all()
+    assert [status for status, _ in runs] == ["partial"]
 
 
 def test_sigint_while_idle_exits_0_without_running_anything(

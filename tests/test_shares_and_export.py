@@ -167,3 +167,19 @@ def test_json_writes_decimals_as_numbers() -> None:
     out = io.StringIO()
     write_json(["percent", "day"], [(Decimal("50.3"), dt.date(2024, 1, 1))], out)
     assert json.loads(out.getvalue()) == [{"percent": 50.3, "day": "2024-01-01"}]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--source", "pwc-archive"], "unknown source 'pwc-archive' (its shares are stored as"),
+        (["--source", "nosuch"], "unknown source 'nosuch'; one of gtrends, pwc, pwc-api"),
+        (["--start", "2024-05-01", "--end", "2024-01-01"], "--end 2024-01-01 is before --start"),
+        (["--start", "20240101"], "--start: expected a date YYYY-MM-DD"),
+    ],
+)
+def test_shares_filters_are_checked(filled: App, config_file: Path, args, message) -> None:
+    """An unknown source or an inverted range would otherwise print "no shares stored yet"."""
+    result = run_cli(config_file, "shares", *args)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1

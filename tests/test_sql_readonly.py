@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -184,3 +186,21 @@ def test_a_reader_that_stops_early_ends_the_output_quietly(filled: App, config_f
     process.stdout.close()  # what `head -1` does after its line
     assert process.wait(timeout=60) == 0
     assert process.stderr is not None and process.stderr.read() == b""
+
+
+def test_ctrl_c_stops_a_long_query_with_one_line(filled: App, config_file: Path) -> None:
+    """SQLite runs a query inside one C call; without a progress callback SIGINT would wait
+    for it to end (forever, for this one)."""
+    endless = (
+        "WITH RECURSIVE c(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM c) SELECT count(*) FROM c"
+    )
+    command = [sys.executable, "-m", "pipeline", "--config", str(config_file), "sql", endless]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1.5)  # start-up and into the query
+    process.send_signal(signal.SIGINT)
+    try:
+        _, stderr = process.communicate(timeout=20)
+    finally:
+        process.kill()
+    assert process.returncode == 1
+    assert stderr == "Error: interrupted\n"

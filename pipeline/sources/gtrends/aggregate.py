@@ -10,7 +10,8 @@ away from them (``tie.py``). Shares:
   and for periods the daily series does not cover, the collected weekly or monthly series.
 
 Shares are scale-free, so combining the two kinds of periods is safe; ``value`` is on the scale
-of the series the period came from.
+of the series the period came from. Each (geo, category, property) has its own ``variant``
+(``GtrendsSettings.variant``), and a rebuild replaces only the configured one.
 """
 
 from __future__ import annotations
@@ -98,19 +99,32 @@ def _named(series: pd.DataFrame) -> pd.DataFrame:
 
 
 def rebuild(engine: Engine, settings: Settings) -> int:
-    """Replace the scaled series and shares of the configured geo; returns rows written."""
+    """Replace the scaled series and shares of the configured geo, category and property;
+    returns rows written. Other combinations' series and shares are left alone."""
     g = settings.gtrends
+    variant = g.variant
     series = {
         resolution: scaled_series(engine, settings, resolution)
         for resolution in ("day", "week", "month")
     }
-    share_table = shares.share_rows(_named(series["day"]), SOURCE, g.variant, "day")
+    if all(frame.empty for frame in series.values()):
+        # A configuration with nothing fetched yet must not wipe what was computed before.
+        log.info(
+            "gtrends: nothing stored for geo %r, category %d, property %r (variant %s); "
+            "nothing rebuilt",
+            g.geo,
+            g.category,
+            g.property,
+            variant,
+        )
+        return 0
+    share_table = shares.share_rows(_named(series["day"]), SOURCE, variant, "day")
     for granularity in ("week", "month"):
         derived = _period_mean(series["day"], granularity) if len(series["day"]) else series["day"]
         native = series[granularity][["keyword", "period_start", "value"]]
         covered = set(derived["period_start"])
         combined = pd.concat([derived, native[~native["period_start"].isin(covered)]])
-        share_table += shares.share_rows(_named(combined), SOURCE, g.variant, granularity)
+        share_table += shares.share_rows(_named(combined), SOURCE, variant, granularity)
 
     series_rows = [
         {
@@ -141,10 +155,11 @@ def rebuild(engine: Engine, settings: Settings) -> int:
         changed += shares.replace_shares(
             connection,
             share_table,
-            [FrameworkShare.source == SOURCE, FrameworkShare.variant == g.variant],
+            [FrameworkShare.source == SOURCE, FrameworkShare.variant == variant],
         )
     log.info(
-        "gtrends: %d series rows, %d share rows (%d changed)",
+        "gtrends %s: %d series rows, %d share rows (%d changed)",
+        variant,
         len(series_rows),
         len(share_table),
         changed,

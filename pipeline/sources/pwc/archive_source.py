@@ -30,6 +30,7 @@ from pipeline.http import HttpClient, HttpPolicy, HttpResponse
 from pipeline.rawstore import store_response
 from pipeline.runlog import RunRecord, utc_now
 from pipeline.sources.pwc.archive import (
+    ArchiveError,
     FetchResult,
     ReadStats,
     fetch_archive,
@@ -231,6 +232,8 @@ def import_archive(
 ) -> ImportReport:
     """Import the archive (links + papers) in one transaction unless it is unchanged."""
     report = ImportReport()
+    if not papers_locations:  # every link would lack its date: all pwc shares would go
+        raise ArchiveError("no papers file given ([pwc] papers_url is empty and no --papers)")
     links_file = _fetch(app, run, links_location).path
     papers_files = [_fetch(app, run, location).path for location in papers_locations]
     fingerprint = _fingerprint([links_file, *papers_files])
@@ -239,6 +242,11 @@ def import_archive(
         return report
 
     rows = read_archive(links_file, papers_files)
+    if len(rows.links) and not rows.papers_found:
+        raise ArchiveError(
+            f"none of the {len(rows.links)} links has its paper in "
+            f"{', '.join(str(p) for p in papers_files)}: is it the papers file of this archive?"
+        )
     with app.engine.begin() as connection:
         store_archive(connection, rows, fingerprint)
     report = ImportReport(
