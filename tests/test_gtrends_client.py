@@ -206,3 +206,16 @@ def test_a_body_cut_off_by_the_connection_is_retried(server, recorder):
     assert client.fetch(DAILY)
     assert len(recorder.sleeps) == 1
     assert recorder.paths().count("/api/widgetdata/multiline") == 1  # the whole, second answer
+
+
+def test_retries_spend_budget_and_keep_the_polite_delay(server, recorder):
+    """A 429 with "Retry-After: 0" is retried no faster than [http] request_delay, and each
+    attempt counts against the request budget."""
+    server.inject("multiline", Fault.too_many_requests(0), Fault.too_many_requests(0))
+    settings = HttpSettings(request_delay=5.0, max_attempts=4, request_budget=10)
+    policy = HttpPolicy(settings, sleep=recorder.sleeps.append)  # recorded, not slept
+    client = PytrendsClient(server.base_url, policy, recorder)
+    assert client.fetch(DAILY)
+    assert policy.requests_sent == 3
+    polite = [s for s in recorder.sleeps if s > 4]  # the Retry-After waits are 0
+    assert len(polite) == 2

@@ -171,6 +171,19 @@ def test_download_cache_skips_unchanged_files(archive, config, sqlite_url) -> No
     assert recorded and all(body is None for _, body in recorded)
 
 
+def test_request_budget_covers_all_files_of_a_run(archive, config, sqlite_url, monkeypatch) -> None:
+    """[http] request_budget is per run and source, not per file; failed downloads count."""
+    files = {"links.parquet": archive["links.parquet"], "papers.parquet": archive["papers.parquet"]}
+    monkeypatch.setenv("TRENDS_HTTP_REQUEST_BUDGET", "1")
+    with ArchiveFileServer(files) as server:
+        links, papers = server.url("links.parquet"), server.url("papers.parquet")
+        result = run_cli(config, "backfill", "pwc", "--links", links, "--papers", papers)
+        assert len(server.requests) == 1
+    assert result.exit_code == 1 and "request budget of 1 spent" in result.stderr
+    assert query(sqlite_url, "SELECT requests FROM runs") == [(1,)]
+    assert query(sqlite_url, "SELECT count(*) FROM pwc_links") == [(0,)]
+
+
 def broken_files(tmp_path: Path, archive: dict[str, Path]) -> dict[str, Path]:
     truncated = tmp_path / "truncated.json.gz"
     data = archive["links.json.gz"].read_bytes()

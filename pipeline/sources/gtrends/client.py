@@ -94,10 +94,16 @@ class PytrendsClient:
             )
         if request.property not in PROPERTIES:
             raise ValueError(f"property must be one of {PROPERTIES}, got {request.property!r}")
-        self.policy.before_request(self.base_url + "/api/explore")
         span = f"{request.start}..{request.end}"
         what = f"Google Trends {request.resolution} {span} ({len(request.keywords)} terms)"
-        return self.policy.call(lambda: self._attempt(request), what=what)
+
+        def attempt() -> bytes:
+            # Every attempt, retries included, spends budget and keeps the polite delay:
+            # a 429 with "Retry-After: 0" must not turn into a burst.
+            self.policy.before_request(self.base_url + "/api/explore")
+            return self._attempt(request)
+
+        return self.policy.call(attempt, what=what)
 
     def _capture(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         """``requests`` response hook: every response pytrends gets, raw, before it parses."""

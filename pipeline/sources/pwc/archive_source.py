@@ -61,11 +61,9 @@ class ImportReport:
     problems: list[str] = field(default_factory=list)
 
 
-def _fetch(app: App, run: RunRecord, location: str) -> FetchResult:
+def _fetch(app: App, run: RunRecord, location: str, http: HttpClient) -> FetchResult:
     """A local copy of ``location``; downloads are recorded in ``raw_responses`` (no body)."""
-    http = HttpClient(HttpPolicy(app.settings.http))
     result = fetch_archive(location, Path(app.settings.pwc.cache_dir), http)
-    run.requests += http.policy.requests_sent
     if result.status is not None:  # a URL: record what the server answered
         response = HttpResponse(url=str(location), status=result.status, headers={}, body=b"")
         params = {
@@ -234,8 +232,12 @@ def import_archive(
     report = ImportReport()
     if not papers_locations:  # every link would lack its date: all pwc shares would go
         raise ArchiveError("no papers file given ([pwc] papers_url is empty and no --papers)")
-    links_file = _fetch(app, run, links_location).path
-    papers_files = [_fetch(app, run, location).path for location in papers_locations]
+    http = HttpClient(HttpPolicy(app.settings.http))  # one budget for all files of the run
+    try:
+        links_file = _fetch(app, run, links_location, http).path
+        papers_files = [_fetch(app, run, location, http).path for location in papers_locations]
+    finally:  # failed downloads were requests too
+        run.requests += http.policy.requests_sent
     fingerprint = _fingerprint([links_file, *papers_files])
     if not force and _stored_state(app.engine, FINGERPRINT_KEY) == fingerprint:
         log.info("pwc-archive: unchanged since the last import; nothing to do")
