@@ -228,11 +228,13 @@ class HttpClient:
         headers: dict[str, str] | None = None,
         stream_to: Callable[[requests.Response], None] | None = None,
         ok_statuses: frozenset[int] = frozenset({200}),
+        on_response: Callable[[HttpResponse], None] | None = None,
     ) -> HttpResponse:
         """GET ``url``; 429/5xx/connection errors are retried, other statuses are returned.
 
         With ``stream_to``, the body is handed to that callable as a stream (for large
-        downloads) and ``HttpResponse.body`` is empty.
+        downloads) and ``HttpResponse.body`` is empty. Otherwise ``on_response`` gets every
+        response received, the retried ones included (to store them raw), before it is judged.
         """
 
         def attempt() -> HttpResponse:
@@ -250,26 +252,29 @@ class HttpClient:
                     f"{host_of(url)}: {describe_connection_error(error)}"
                 ) from error
             with response:
-                if response.status_code in RETRYABLE_STATUS:
-                    raise TransientError(
-                        f"HTTP {response.status_code} from {url}",
-                        status=response.status_code,
-                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
-                    )
                 body = b""
                 if stream_to is not None and response.status_code in ok_statuses:
                     try:
                         stream_to(response)
                     except BROKEN_TRANSFER as error:
                         raise TransientError(f"download from {url} broke off: {error}") from error
-                else:
+                elif stream_to is None or response.status_code not in RETRYABLE_STATUS:
                     try:
                         body = response.content
                     except BROKEN_TRANSFER as error:
                         raise TransientError(f"body from {url} broke off: {error}") from error
-                return HttpResponse(
+                received = HttpResponse(
                     response.url, response.status_code, dict(response.headers), body
                 )
+                if on_response is not None and stream_to is None:
+                    on_response(received)
+                if response.status_code in RETRYABLE_STATUS:
+                    raise TransientError(
+                        f"HTTP {response.status_code} from {url}",
+                        status=response.status_code,
+                        retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                    )
+                return received
 
         return self.policy.call(attempt, what=f"GET {_short(url)}")
 

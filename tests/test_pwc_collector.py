@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import query, run_cli, write_config
 from tests.fakes import pwc_data
-from tests.fakes.pwc_server import ArchiveFileServer, FakePwcApi, html_page
+from tests.fakes.pwc_server import ArchiveFileServer, FakePwcApi, html_page, status
 
 LINKS = pwc_data.load_fixture_links()
 PAPERS = pwc_data.fixture_papers(LINKS)
@@ -423,3 +423,20 @@ def test_import_keeps_the_last_duplicate_link_and_only_linked_papers(
     assert query(sqlite_url, "SELECT value FROM source_state WHERE key = 'last_paper_date'") == [
         ("2025-07-30",)
     ]
+
+
+def test_api_block_page_ends_partial_and_every_response_is_stored(
+    tmp_path, sqlite_url, monkeypatch
+) -> None:
+    """DESIGN §6: an HTML page ends the run partial; raw_responses holds every response the
+    collector received, the retried 429 included."""
+    monkeypatch.setenv("TRENDS_HTTP_BACKOFF_MAX", "0")
+    with FakePwcApi(LINKS, PAPERS) as api:
+        config = api_config(tmp_path, sqlite_url, api)
+        api.fail_next(status(429), html_page())
+        result = run_cli(config, "collect", "pwc-api")
+    assert result.exit_code == 1 and "HTML page instead of JSON" in result.stderr
+    assert query(sqlite_url, "SELECT status FROM runs") == [("partial",)]
+    stored = query(sqlite_url, "SELECT status FROM raw_responses ORDER BY id")
+    assert [s for (s,) in stored] == [429, 200]
+    assert query(sqlite_url, "SELECT count(*) FROM pwc_api_counts") == [(0,)]

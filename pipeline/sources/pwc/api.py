@@ -14,13 +14,18 @@ import json
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pipeline.http import HttpClient, HttpResponse, SourceError
+from pipeline.http import HttpClient, HttpResponse, SourceError, SourceUnavailable
 
 ResponseCallback = Callable[[HttpResponse, dict[str, Any]], None]
 
 
 class UnexpectedResponse(SourceError):
     """The reply is not the JSON shape the API documents (HTML page, missing count, …)."""
+
+
+class BlockPage(UnexpectedResponse, SourceUnavailable):
+    """An HTML page instead of JSON: a CAPTCHA or block page, so the run ends ``partial``
+    (DESIGN §6) and the next run tries again."""
 
 
 class EndpointMissing(UnexpectedResponse):
@@ -88,16 +93,22 @@ class PwcApiClient:
 
     def _get_json(self, endpoint: str, params: dict[str, str]) -> Any:
         url = self._url(endpoint)
-        response = self.http.get(url, params=params, ok_statuses=frozenset({200}))
-        if self.on_response is not None:
-            self.on_response(response, {"endpoint": endpoint, "url": url, "params": dict(params)})
+        request = {"endpoint": endpoint, "url": url, "params": dict(params)}
+
+        def store(response: HttpResponse) -> None:  # every response, retried ones included
+            if self.on_response is not None:
+                self.on_response(response, request)
+
+        response = self.http.get(
+            url, params=params, ok_statuses=frozenset({200}), on_response=store
+        )
         if response.status == 404:
             raise EndpointMissing(f"{response.url}: HTTP 404 (the server has no {endpoint}/)")
         if response.status != 200:
             raise UnexpectedResponse(f"{response.url}: HTTP {response.status}")
         head = response.body[:512].lstrip().lower()
         if "html" in response.content_type.lower() or head.startswith((b"<!doctype", b"<html")):
-            raise UnexpectedResponse(f"{response.url}: HTML page instead of JSON")
+            raise BlockPage(f"{response.url}: HTML page instead of JSON")
         try:
             return json.loads(response.body)
         except ValueError as error:
