@@ -253,8 +253,16 @@ def shares(
 @main.command()
 @click.option("--table", help="A table or view to export.")
 @click.option("--query", help="A read-only SQL query to export.")
-@click.option("--format", "fmt", type=click.Choice(FILE_FORMATS), required=True)
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option(
+    "--format", "fmt", type=click.Choice(FILE_FORMATS), required=True, help="File format."
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    required=True,
+    help="File to write (appears only when complete); - for standard output (csv, json).",
+)
 @click.pass_context
 def export(
     ctx: click.Context, table: str | None, query: str | None, fmt: str, output: Path
@@ -262,7 +270,9 @@ def export(
     """Write a table, view or query result to a CSV, Parquet or JSON file."""
     app = get_app(ctx)
     count = reports.export(app.readonly_engine, fmt, output, table=table, query=query)
-    click.echo(f"wrote {count} rows to {output}", err=True)
+    click.echo(
+        f"wrote {count} rows to {'standard output' if str(output) == '-' else output}", err=True
+    )
 
 
 @main.command()

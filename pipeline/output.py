@@ -13,6 +13,8 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
+from pipeline.errors import UsageError
+
 FORMATS = ("table", "csv", "json")
 FILE_FORMATS = ("csv", "parquet", "json")
 
@@ -147,8 +149,11 @@ def _widened(old: Any, new: Any) -> Any:
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
     """A temporary path beside ``target`` that replaces it only if the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    except OSError as error:  # name the file asked for, not our temporary one
+        raise UsageError(f"cannot write {target}: {error.strerror or error}") from None
     os.close(fd)
     temporary = Path(name)
     temporary.chmod(0o644)  # mkstemp makes it private (0600); exports and charts are shared

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import sys
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -261,6 +262,16 @@ def exportable_names(engine: Engine) -> list[str]:
     return sorted(name for name in names if name != "alembic_version")
 
 
+def _whole_table(engine: Engine, name: str) -> str:
+    """``SELECT *`` in a stable order: by the primary key, or by every column (views), so an
+    export is the same file on SQLite and PostgreSQL and from one run to the next."""
+    inspector = inspect(engine)
+    order = inspector.get_pk_constraint(name).get("constrained_columns") or [
+        column["name"] for column in inspector.get_columns(name)
+    ]
+    return f'SELECT * FROM "{name}" ORDER BY ' + ", ".join(f'"{c}"' for c in order)
+
+
 def export(
     engine: Engine, fmt: str, output: Path, table: str | None = None, query: str | None = None
 ) -> int:
@@ -271,8 +282,13 @@ def export(
         names = exportable_names(engine)
         if table not in names:
             raise UsageError(f"no table or view named {table!r} (one of: {', '.join(names)})")
-        query = f'SELECT * FROM "{table}"'
+        query = _whole_table(engine, table)
     assert query is not None
+    if str(output) == "-":  # standard output, for pipes
+        if fmt == "parquet":
+            raise UsageError("-o -: Parquet needs a file")
+        with readonly_query(engine, query) as result:
+            return write_rows(fmt, result.columns, result.rows, sys.stdout)
     with readonly_query(engine, query) as result, atomic_path(output) as temporary:
         if fmt == "parquet":
             return write_parquet(result.columns, result.rows, temporary)

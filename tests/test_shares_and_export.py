@@ -183,3 +183,28 @@ def test_shares_filters_are_checked(filled: App, config_file: Path, args, messag
     result = run_cli(config_file, "shares", *args)
     assert result.exit_code == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+def test_export_to_standard_output_and_in_key_order(filled: App, config_file: Path) -> None:
+    result = run_cli(
+        config_file, "export", "--table", "framework_share", "--format", "csv", "-o", "-"
+    )
+    assert result.exit_code == 0 and "wrote 8 rows to standard output" in result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("id,source,variant") and len(lines) == 9
+    ids = [int(line.split(",")[0]) for line in lines[1:]]
+    assert ids == sorted(ids)  # by the primary key, the same on every backend
+    parquet = run_cli(config_file, "export", "--table", "runs", "--format", "parquet", "-o", "-")
+    assert parquet.exit_code == 2 and "Parquet needs a file" in parquet.stderr
+
+
+def test_export_to_an_unwritable_place_names_the_file(
+    filled: App, config_file: Path, tmp_path: Path
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    target = blocker / "out.csv"
+    result = run_cli(config_file, "export", "--table", "runs", "--format", "csv", "-o", str(target))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: cannot write {target}: ")
+    assert result.stderr.count("\n") == 1
