@@ -10,6 +10,7 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from pipeline.config import Settings, load_settings
+from pipeline.errors import UsageError
 from pipeline.runlog import database_lock, fail_stale_runs, writer_lock
 from storage import migrate
 from storage.db import make_engine, sqlite_file
@@ -27,6 +28,7 @@ class App:
 
     @cached_property
     def engine(self) -> Engine:
+        _check_sqlite_file(self.settings.database.url)
         return make_engine(self.settings.database.url)
 
     @cached_property
@@ -49,6 +51,7 @@ class App:
         (the write engine begins every transaction with BEGIN IMMEDIATE). Migrating needs the
         writer lock; when a writer holds it, the writer has migrated already.
         """
+        _check_sqlite_file(self.settings.database.url)
         db_file = sqlite_file(self.settings.database.url)
         if db_file is None or db_file.exists():
             reader = make_engine(self.settings.database.url, readonly=True)
@@ -65,3 +68,18 @@ class App:
             engine = self.__dict__.pop(name, None)
             if engine is not None:
                 engine.dispose()
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(url: str) -> None:
+    """A configured file that is not SQLite is a configuration error naming the file (the
+    driver only says "file is not a database", at the first query)."""
+    db_file = sqlite_file(url)
+    if db_file is None or not db_file.is_file():
+        return
+    with db_file.open("rb") as handle:
+        header = handle.read(len(SQLITE_HEADER))
+    if header and header != SQLITE_HEADER:  # an empty file is a new, empty database
+        raise UsageError(f"[database] url: {db_file} is not a SQLite database")

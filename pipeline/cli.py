@@ -80,7 +80,8 @@ class TrendsGroup(click.Group):
             raise
         except Exception as error:  # a bug or an unforeseen fault: still one line, -v has more
             log.debug("unexpected error", exc_info=True)
-            _error(f"{one_line(error)} (run with -v for details)")
+            verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+            _error(one_line(error) + ("" if verbose else " (run with -v for details)"))
             ctx.exit(EXIT_FAILED)
 
 

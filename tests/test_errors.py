@@ -8,7 +8,7 @@ import pytest
 
 from pipeline import reports
 from pipeline.sources import SOURCES
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
 
 
 def test_unexpected_error_in_a_command_is_one_line(
@@ -78,3 +78,20 @@ def test_backfill_gtrends_checks_its_range_before_any_request(
     result = run_cli(config_file, "backfill", "gtrends", *args)
     assert result.exit_code == 2
     assert message in result.stderr and result.stderr.count("\n") == 1
+
+
+@pytest.mark.parametrize("command", [["status"], ["sql", "SELECT 1"], ["aggregate"]])
+def test_a_database_file_that_is_not_sqlite_is_named(tmp_path: Path, command: list[str]) -> None:
+    database = tmp_path / "notes.db"
+    database.write_text("my notes, not a database\n")
+    config = write_config(tmp_path / "c.toml", f"sqlite:///{database}")
+    result = run_cli(config, *command)
+    assert result.exit_code == 2
+    assert result.stderr == f"Error: [database] url: {database} is not a SQLite database\n"
+    assert database.read_text() == "my notes, not a database\n"
+
+
+def test_an_archive_url_of_another_scheme_is_refused(config_file: Path) -> None:
+    result = run_cli(config_file, "backfill", "pwc", "--links", "ftp://x/y.parquet")
+    assert result.exit_code == 1
+    assert "ftp://x/y.parquet: unsupported URL scheme" in result.stderr

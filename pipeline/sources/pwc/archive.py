@@ -801,6 +801,9 @@ def _content_range(header: str, url: str) -> tuple[int, int | None]:
 def fetch_archive(location: str | Path, cache_dir: Path, http: HttpClient) -> FetchResult:
     """Make an archive file available locally; see :func:`fetch_archive_file`."""
     text = str(location)
+    scheme = re.match(r"^([a-z][a-z0-9+.-]*)://", text, re.IGNORECASE)
+    if scheme and scheme.group(1).lower() not in ("http", "https", "file"):
+        raise ArchiveError(f"{text}: unsupported URL scheme (http, https, file or a local path)")
     if not re.match(r"^https?://", text, re.IGNORECASE):
         path = Path(text.removeprefix("file://")).expanduser()
         if not path.exists():
