@@ -10,7 +10,13 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-BENCHMARKS = ["bench_upsert.py", "bench_gtrends.py", "bench_gtrends_daily.py", "bench_pwc.py"]
+BENCHMARKS = [
+    "bench_upsert.py",
+    "bench_gtrends.py",
+    "bench_gtrends_daily.py",
+    "bench_pwc.py",
+    "bench_sqlite_write.py",
+]
 
 
 def main() -> int:
