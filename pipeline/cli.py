@@ -236,8 +236,12 @@ def shares(
     )
     if fmt != "table":
         write_rows(fmt, columns, rows, sys.stdout)
-        for note in reports.period_notes(app.readonly_engine).values():
-            click.echo(f"note: {note}", err=True)
+        shown = {(row[0], row[2]) for row in rows}  # (source, granularity) in the output
+        for (note_source, note_granularity), note in reports.period_notes(
+            app.readonly_engine
+        ).items():
+            if (note_source, note_granularity) in shown:
+                click.echo(f"note: {note_source}: {note}", err=True)
         return
     if not rows:
         click.echo("No shares stored yet for this selection.", err=True)

@@ -147,6 +147,14 @@ def test_incomplete_last_quarter_is_flagged_in_shares(archive, config) -> None:
     if day == day + pd.offsets.QuarterEnd(0):
         pytest.skip("the fixture's last paper happens to close its quarter")
     assert f"incomplete quarter (the archive ends on {pd.Timestamp(last).date()})" in shown.stdout
+    as_csv = run_cli(
+        config, "shares", "--source", "pwc", "--granularity", "quarter", "--format", "csv"
+    )
+    assert "note: pwc: " in as_csv.stderr and "incomplete quarter" in as_csv.stderr
+    other = run_cli(
+        config, "shares", "--source", "pwc", "--granularity", "month", "--format", "csv"
+    )
+    assert "incomplete quarter" not in other.stderr  # notes only for what is shown
 
 
 def test_download_cache_skips_unchanged_files(archive, config, sqlite_url) -> None:
