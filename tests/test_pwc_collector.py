@@ -448,3 +448,26 @@ def test_api_block_page_ends_partial_and_every_response_is_stored(
     stored = query(sqlite_url, "SELECT status FROM raw_responses ORDER BY id")
     assert [s for (s,) in stored] == [429, 200]
     assert query(sqlite_url, "SELECT count(*) FROM pwc_api_counts") == [(0,)]
+
+
+def test_api_shares_count_only_configured_frameworks(tmp_path, sqlite_url, monkeypatch) -> None:
+    monkeypatch.setenv("TRENDS_TODAY", "2025-02-15")
+    with FakePwcApi(LINKS, PAPERS) as api:
+        assert run_cli(api_config(tmp_path, sqlite_url, api), "collect", "pwc-api").exit_code == 0
+        frameworks = "".join(
+            f'[frameworks.{key}]\nname = "{key}"\npwc = "{code}"\n'
+            for key, code in (("pytorch", "pytorch"), ("tensorflow", "tf"))
+        )
+        extra = f'[pwc]\napi_url = "{api.base_url}"\n[gtrends]\nenabled = false\n{frameworks}'
+        smaller = write_config(tmp_path / "two.toml", sqlite_url, extra)
+        assert run_cli(smaller, "aggregate").exit_code == 0
+    rows = query(
+        sqlite_url,
+        "SELECT variant, period_start, framework, share FROM framework_share "
+        "WHERE source = 'pwc-api'",
+    )
+    assert {framework for _, _, framework, _ in rows} == {"pytorch", "tensorflow"}
+    totals = Counter()
+    for variant, period, _, share in rows:
+        totals[variant, period] += share
+    assert all(total == pytest.approx(1.0) for total in totals.values())

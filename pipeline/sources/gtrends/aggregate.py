@@ -9,8 +9,11 @@ away from them (``tie.py``). Shares:
 - ``week`` (Sunday-start) and ``month``: the mean of the daily series over complete periods,
   and for periods the daily series does not cover, the collected weekly or monthly series.
 
-Shares are scale-free, so combining the two kinds of periods is safe; ``value`` is on the scale
-of the series the period came from. Each (geo, category, property) has its own ``variant``
+The weekly and monthly series are rescaled onto the daily one over the periods both have, so
+``value`` keeps one scale (shares are scale-free either way). Shares count only the configured
+frameworks, and only periods where some framework has a cell of at least ``[gtrends]
+threshold``: where all are "<1" there is nothing to share. Weekly and monthly cells cut by
+their window's end are left out. Each (geo, category, property) has its own ``variant``
 (``GtrendsSettings.variant``), and a rebuild replaces only the configured one.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import Engine, select
 
@@ -63,18 +67,41 @@ def load_cells(engine: Engine, settings: Settings, resolution: str) -> pd.DataFr
     with engine.connect() as connection:
         # read_sql builds the frame from the driver's tuples; a DataFrame of SQLAlchemy Rows is
         # 3x slower (pandas probes every Row for namedtuple fields).
-        return pd.read_sql(query, connection)
+        cells = pd.read_sql(query, connection)
+    return _whole_periods(cells, resolution)
 
 
-def scaled_series(engine: Engine, settings: Settings, resolution: str) -> pd.DataFrame:
-    """One resolution's series; the daily one is tied to the weekly and monthly cells."""
+def _whole_periods(cells: pd.DataFrame, resolution: str) -> pd.DataFrame:
+    """Weekly and monthly cells whose period runs past their window's end are dropped: Google
+    averages only the days inside the window (a backfill ``--end 2024-06-15`` gives June from
+    15 days), and such a cell would pull the whole period's level."""
+    if resolution == "day" or cells.empty:
+        return cells
+    starts = pd.to_datetime(cells["period_start"])
+    days = tie.period_days(cells["period_start"], resolution)
+    ends = starts + pd.to_timedelta(days.to_numpy() - 1, unit="D")
+    return cells[(ends <= pd.to_datetime(cells["window_end"])).to_numpy()].reset_index(drop=True)
+
+
+def informative_periods(cells: pd.DataFrame, tau: float) -> set[str]:
+    """Periods where at least one framework has a cell of at least ``tau``: elsewhere every
+    value is "<1" or rounding noise, and shares would be made up (equal splits of 0.5s)."""
+    return set(cells.loc[cells["value"] >= tau, "period_start"])
+
+
+def scaled_series(
+    engine: Engine, settings: Settings, resolution: str
+) -> tuple[pd.DataFrame, set[str]]:
+    """One resolution's series (the daily one tied to the weekly and monthly cells), and its
+    :func:`informative_periods`."""
     cells = load_cells(engine, settings, resolution)
     tau = settings.gtrends.threshold
+    informative = informative_periods(cells, tau)
     try:
         if resolution == "day" and not cells.empty:
             coarse = {g: load_cells(engine, settings, g) for g in COARSE}
-            return tied_joint_scale(cells, coarse, tau=tau)
-        return joint_scale(cells, tau=tau)
+            return tied_joint_scale(cells, coarse, tau=tau), informative
+        return joint_scale(cells, tau=tau), informative
     except DisconnectedRequests as error:
         raise StepFailed(
             f"gtrends {resolution} windows cannot be put on one scale ({error}); "
@@ -93,9 +120,25 @@ def _period_mean(daily: pd.DataFrame, granularity: str) -> pd.DataFrame:
     return complete.rename(columns={"period": "period_start"})[["keyword", "period_start", "value"]]
 
 
-def _named(series: pd.DataFrame) -> pd.DataFrame:
-    """The scaled series' ``keyword`` column is the framework key."""
-    return series.rename(columns={"keyword": "framework"})[["period_start", "framework", "value"]]
+def _share_values(series: pd.DataFrame, informative: set[str], settings: Settings) -> pd.DataFrame:
+    """What shares are computed from: the configured frameworks (one removed from the
+    configuration leaves the shares), in informative periods only."""
+    configured = {f.key for f in settings.gtrends_frameworks()}
+    kept = series[series["keyword"].isin(configured) & series["period_start"].isin(informative)]
+    return kept.rename(columns={"keyword": "framework"})[["period_start", "framework", "value"]]
+
+
+def _on_scale_of(native: pd.DataFrame, derived: pd.DataFrame) -> pd.DataFrame:
+    """The weekly or monthly series rescaled to the daily one where both have periods, so
+    ``value`` keeps one scale across the periods each comes from (shares do not change: one
+    factor for every framework). The factor is the median ratio over the shared periods."""
+    native = native[["keyword", "period_start", "value"]]
+    both = native.merge(derived, on=["keyword", "period_start"], suffixes=("_native", "_daily"))
+    both = both[(both["value_native"] > 0) & (both["value_daily"] > 0)]
+    if both.empty:
+        return native
+    factor = float(np.exp(np.median(np.log(both["value_daily"] / both["value_native"]))))
+    return native.assign(value=native["value"] * factor)
 
 
 def rebuild(engine: Engine, settings: Settings) -> int:
@@ -103,10 +146,12 @@ def rebuild(engine: Engine, settings: Settings) -> int:
     returns rows written. Other combinations' series and shares are left alone."""
     g = settings.gtrends
     variant = g.variant
-    series = {
+    fitted = {
         resolution: scaled_series(engine, settings, resolution)
         for resolution in ("day", "week", "month")
     }
+    series = {resolution: frame for resolution, (frame, _) in fitted.items()}
+    informative = {resolution: periods for resolution, (_, periods) in fitted.items()}
     if all(frame.empty for frame in series.values()):
         # A configuration with nothing fetched yet must not wipe what was computed before.
         log.info(
@@ -118,13 +163,24 @@ def rebuild(engine: Engine, settings: Settings) -> int:
             variant,
         )
         return 0
-    share_table = shares.share_rows(_named(series["day"]), SOURCE, variant, "day")
+    share_table = shares.share_rows(
+        _share_values(series["day"], informative["day"], settings), SOURCE, variant, "day"
+    )
     for granularity in ("week", "month"):
-        derived = _period_mean(series["day"], granularity) if len(series["day"]) else series["day"]
-        native = series[granularity][["keyword", "period_start", "value"]]
+        daily = series["day"]
+        derived = _period_mean(daily, granularity) if len(daily) else daily
+        native = _on_scale_of(series[granularity], derived)
         covered = set(derived["period_start"])
         combined = pd.concat([derived, native[~native["period_start"].isin(covered)]])
-        share_table += shares.share_rows(_named(combined), SOURCE, variant, granularity)
+        # A period of daily means counts when one of its days did; a native one by its cells.
+        useful = informative[granularity] | set(
+            tie.period_starts(pd.Series(sorted(informative["day"]), dtype=str), granularity)
+            if informative["day"]
+            else []
+        )
+        share_table += shares.share_rows(
+            _share_values(combined, useful, settings), SOURCE, variant, granularity
+        )
 
     series_rows = [
         {

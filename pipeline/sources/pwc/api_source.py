@@ -127,6 +127,8 @@ def aggregate(app: App) -> int:
             ).all(),
             columns=["snapshot_date", "endpoint", "framework", "period_start", "count"],
         )
+    # Only the configured frameworks: one removed from the configuration leaves the shares.
+    counts = counts[counts["framework"].isin({f.key for f in app.settings.pwc_frameworks()})]
     repositories = counts[counts["endpoint"] == "repositories"].assign(
         period_start=lambda frame: frame["snapshot_date"], granularity="day"
     )
