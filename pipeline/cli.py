@@ -499,10 +499,11 @@ def schedule(ctx: click.Context, run_now: bool) -> None:
 
     One job per enabled source ([gtrends] schedule, [pwc] archive_schedule, api_schedule, read
     in [scheduler] timezone); each runs `trends collect SOURCE` under the writer lock, so a
-    fire that finds a cron run holding it is logged and skipped. Missed fires are run once if
-    at most [scheduler] misfire_grace_hours late. SIGINT/SIGTERM stop the running collection
-    at its next HTTP request or retry wait (it ends partial; the next run continues), then exit
-    0; a second signal exits at once.
+    fire that finds a cron run holding it is logged and skipped. A source already due at start
+    (a fire missed while it was down, or never collected) runs at once; missed fires while it
+    runs are run once if at most [scheduler] misfire_grace_hours late. SIGINT/SIGTERM stop the
+    running collection at its next HTTP request or retry wait (it ends partial; the next run
+    continues), then exit 0; a second signal exits at once.
     """
     from pipeline.scheduler import run_scheduler
 

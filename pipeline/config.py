@@ -15,7 +15,7 @@ import re
 import tomllib
 import warnings
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -346,9 +346,12 @@ def _check_semantics(settings: Settings, origins: dict[str, str]) -> None:
         ("[pwc] api_schedule", settings.pwc.api_schedule),
     ):
         try:
-            trigger(expression, settings.scheduler.timezone)
+            schedule = trigger(expression, settings.scheduler.timezone)
         except ValueError as error:
             raise fail(key, f"not a cron expression ({error})") from None
+        # "0 0 30 2 *" parses but never fires: status and --due would have no next fire time.
+        if schedule.get_next_fire_time(None, datetime.now(UTC)) is None:
+            raise fail(key, f"{expression!r} never fires (no such date)")
     for key, text in (
         ("[gtrends] history_start", settings.gtrends.history_start),
         ("[pwc] api_start", settings.pwc.api_start),

@@ -61,6 +61,8 @@ def crontab_days(field: str) -> str:
             first, last = _day_number(low), _day_number(high)
             if high.strip() == "7":
                 last = 7  # "5-7" is Friday to Sunday
+                if low.strip() == "7":
+                    first = 7  # "7-7" is Sunday only
             if last < first:
                 raise ValueError(f"bad range in day of week {item!r}")
         else:

@@ -7,10 +7,12 @@ the same writer lock, so a cron run and the scheduler never write at once: a job
 the lock held logs it and skips that fire.
 
 Jobs run one at a time (a single worker thread), so the scheduler's own jobs never contend for
-the lock. SIGINT/SIGTERM shut the scheduler down with ``wait=True``: a collection in progress
-stops before its next HTTP request or in its backoff wait (collectors commit per step, so it
-ends on a committed transaction, as ``partial``; the next run continues) and queued jobs are
-skipped. A second signal exits at once; the next run marks the interrupted run ``failed``.
+the lock. At start, a source that is due already (see ``schedule.is_due``: a fire was missed
+while the scheduler was down, or it never succeeded) runs at once. SIGINT/SIGTERM shut the
+scheduler down with ``wait=True``: a collection in progress stops before its next HTTP request
+or in its backoff wait (collectors commit per step, so it ends on a committed transaction, as
+``partial``; the next run continues) and queued jobs are skipped. A second signal exits at
+once; the next run marks the interrupted run ``failed``.
 """
 
 from __future__ import annotations
@@ -41,7 +43,8 @@ from pipeline.app import App
 from pipeline.collect import collect
 from pipeline.errors import LockHeld, TrendsError, UsageError
 from pipeline.http import STOP_REQUESTED
-from pipeline.schedule import CrontabTrigger
+from pipeline.runlog import last_success
+from pipeline.schedule import CrontabTrigger, is_due
 from pipeline.sources import Source, enabled_sources
 from storage.models import Run
 
@@ -122,8 +125,13 @@ def build_scheduler(
     sources = enabled_sources(app.settings)
     if not sources:
         raise UsageError("no enabled sources to schedule (see the [gtrends] and [pwc] settings)")
+    now = datetime.now(timezone)
     for source in sources:
-        extra = {"next_run_time": datetime.now(timezone)} if run_now else {}
+        # A source that is due already (a fire missed while the scheduler was down, or never
+        # collected) runs at once, as `collect --due` would run it, instead of waiting for its
+        # next fire: a weekly source would stay overdue for up to a week after a restart.
+        catch_up = run_now or _due_now(app, source, now)
+        extra = {"next_run_time": now} if catch_up else {}
         scheduler.add_job(
             run_job,
             CrontabTrigger(source.schedule(app.settings), timezone),
@@ -135,6 +143,13 @@ def build_scheduler(
         )
     scheduler.add_listener(_log_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
     return scheduler
+
+
+def _due_now(app: App, source: Source, now: datetime) -> bool:
+    app.prepare_for_reading()  # a fresh database gets its schema (under the lock) first
+    with app.readonly_engine.connect() as connection:
+        success = last_success(connection, source.name)
+    return is_due(app.settings, source, success.started if success else None, now)
 
 
 def _log_job_event(event: JobExecutionEvent) -> None:

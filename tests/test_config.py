@@ -97,6 +97,8 @@ def test_trends_config_variable_selects_the_file(
         ("[gtrends]\nenabled = 1\n", "[gtrends] enabled", "expected true or false"),
         ("[gtrends]\ncategory = true\n", "[gtrends] category", "expected an integer"),
         ('[gtrends]\nschedule = "every day"\n', "[gtrends] schedule", "not a cron expression"),
+        ('[gtrends]\nschedule = "0 0 30 2 *"\n', "[gtrends] schedule", "never fires"),
+        ('[pwc]\napi_schedule = "0 6 31 4,6,9,11 *"\n', "[pwc] api_schedule", "never fires"),
         ('[gtrends]\nhistory_start = "2016-13-01"\n', "[gtrends] history_start", "expected a date"),
         ("[http]\nmax_attempts = 0\n", "[http] max_attempts", "must be 1 or more, got 0"),
         ("[http]\nrequest_budget = 0\n", "[http] request_budget", "must be 1 or more"),

@@ -135,6 +135,7 @@ def test_the_skipped_hour_in_march_fires_once_after_the_jump(zurich: Settings, d
         ("7", "sun"),
         ("1-5", "mon,tue,wed,thu,fri"),
         ("5-7", "sun,fri,sat"),
+        ("7-7", "sun"),
         ("*/2", "sun,tue,thu,sat"),
         ("sat,SUN", "sun,sat"),
         ("*", "*"),

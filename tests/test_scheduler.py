@@ -11,14 +11,15 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from pipeline.app import App
 from pipeline.http import STOPPED_MESSAGE
-from pipeline.runlog import writer_lock
+from pipeline.runlog import recorded_run, writer_lock
 from pipeline.schedule import CrontabTrigger
 from pipeline.scheduler import build_scheduler, run_job
 from storage.models import FrameworkShare, Run
@@ -197,9 +198,19 @@ def test_sigterm_during_a_backoff_wait_stops_the_run_at_once(
     assert [status for status, _ in runs] == ["partial"]
 
 
+def successful_collect(app: App, started: datetime) -> None:
+    """A successful `collect` of the demo source in the run log, started at ``started``."""
+    app.prepare_for_reading()
+    with recorded_run(app.engine, "collect", "demo") as run:
+        run.rows = 0
+    with app.engine.begin() as connection:
+        connection.execute(update(Run).values(started_at=started.strftime("%Y-%m-%dT%H:%M:%SZ")))
+
+
 def test_sigint_while_idle_exits_0_without_running_anything(
     scheduler_config: Path, app: App
 ) -> None:
+    successful_collect(app, datetime.now(UTC))  # collected just now: not due
     running = Scheduler(scheduler_config, env={"DEMO_SOURCE_SCHEDULE": "0 6 * * *"})
     try:
         running.wait_for("scheduler running")
@@ -210,9 +221,21 @@ def test_sigint_while_idle_exits_0_without_running_anything(
     assert code == 0, log
     assert "collect-demo: cron[0 6 * * *] UTC, next run" in log
     assert "run started" not in log
-    app.prepare_for_reading()
     with app.engine.connect() as connection:
-        assert connection.execute(select(Run.id)).all() == []
+        assert len(connection.execute(select(Run.id)).all()) == 1
+
+
+def test_a_source_due_at_start_runs_at_once(scheduler_config: Path, app: App) -> None:
+    """A fire missed while the scheduler was down (the last success is two days old) is caught
+    up at start, as `collect --due` would, not a day (or a week) later."""
+    successful_collect(app, datetime.now(UTC) - timedelta(days=2))
+    running = Scheduler(scheduler_config, env={"DEMO_SOURCE_SCHEDULE": "0 6 * * *"})
+    try:
+        running.wait_for("demo: run 2 ended ok")
+        code = running.stop(signal.SIGTERM)
+    finally:
+        running.process.kill()
+    assert code == 0, "".join(running.log)
 
 
 # --- deployment files ---------------------------------------------------------------------
@@ -239,5 +262,6 @@ def test_systemd_units_run_the_documented_commands() -> None:
 
 def test_readme_has_the_crontab_line() -> None:
     readme = (ROOT / "README.md").read_text()
-    assert "*/30 * * * * cd /srv/trends && .venv/bin/trends collect --due" in readme
+    line = "*/30 * * * * cd /srv/trends && mkdir -p data && .venv/bin/trends collect --due"
+    assert line in readme
     assert "exits 75" in readme
