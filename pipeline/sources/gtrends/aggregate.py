@@ -105,7 +105,9 @@ def scaled_series(
     except DisconnectedRequests as error:
         raise StepFailed(
             f"gtrends {resolution} windows cannot be put on one scale ({error}); "
-            "backfill the gap with `trends backfill gtrends --start …`"
+            "backfill the gap with `trends backfill gtrends --start …`, or, if no dates are "
+            "missing, list the frameworks by popularity in the configuration so that batches "
+            "share a frequent one"
         ) from None
 
 
