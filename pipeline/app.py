@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
@@ -10,10 +11,12 @@ from functools import cached_property
 from sqlalchemy import Engine
 
 from pipeline.config import Settings, load_settings
-from pipeline.errors import UsageError
+from pipeline.errors import LockHeld, UsageError
 from pipeline.runlog import database_lock, fail_stale_runs, writer_lock
 from storage import migrate
 from storage.db import make_engine, sqlite_file
+
+MIGRATION_WAIT_SECONDS = 60.0
 
 
 class App:
@@ -49,19 +52,31 @@ class App:
 
         The check reads through a read-only connection, so a reader never waits for a writer
         (the write engine begins every transaction with BEGIN IMMEDIATE). Migrating needs the
-        writer lock; when a writer holds it, the writer has migrated already.
+        writer lock; when another process holds it while the schema is behind, that process is
+        migrating (writers migrate first): the reader waits for it, up to
+        ``MIGRATION_WAIT_SECONDS``, instead of failing with "lock held" (exit 75).
         """
         _check_sqlite_file(self.settings.database.url)
         db_file = sqlite_file(self.settings.database.url)
-        if db_file is None or db_file.exists():
-            reader = make_engine(self.settings.database.url, readonly=True)
+        if db_file is not None and not db_file.exists():
+            with self.writing():
+                return
+        deadline = time.monotonic() + MIGRATION_WAIT_SECONDS
+        while self._schema_behind():
             try:
-                if not migrate.pending(reader):
+                with self.writing():
                     return
-            finally:
-                reader.dispose()
-        with self.writing():
-            pass
+            except LockHeld:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _schema_behind(self) -> bool:
+        reader = make_engine(self.settings.database.url, readonly=True)
+        try:
+            return migrate.pending(reader)
+        finally:
+            reader.dispose()
 
     def close(self) -> None:
         for name in ("engine", "readonly_engine"):

@@ -12,7 +12,9 @@ import gc
 import io
 import logging
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,7 @@ class TrendsGroup(click.Group):
         if not kwargs.get("standalone_mode", True):
             return super().main(*args, **kwargs)
         kwargs["standalone_mode"] = False  # Click's own errors are ours to print (one line)
+        _interrupt_on_sigterm()
         try:
             status = super().main(*args, **kwargs)
         except click.exceptions.NoArgsIsHelpError as error:
@@ -83,6 +86,18 @@ class TrendsGroup(click.Group):
             verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
             _error(one_line(error) + ("" if verbose else " (run with -v for details)"))
             ctx.exit(EXIT_FAILED)
+
+
+def _interrupt_on_sigterm() -> None:
+    """SIGTERM (a service stop, `kill`) ends a command as Ctrl-C does: the open transaction
+    rolls back, the run is recorded as interrupted, a half-written export is removed, and one
+    `Error: interrupted` line is printed. (`trends schedule` installs its own handlers.)"""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_interrupt)
+
+
+def _raise_interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def _error(message: str) -> None:

@@ -76,10 +76,14 @@ def write_rows(
     return writers[fmt](columns, rows, out)
 
 
+PARQUET_CHUNK_BYTES = 32 * 1024 * 1024  # one row group's Arrow data, at most (about)
+
+
 def write_parquet(
     columns: Sequence[str], rows: Iterator[Sequence[Any]], path: Path, chunk: int = 50_000
 ) -> int:
-    """Parquet written in row groups, so a large export never sits in memory whole.
+    """Parquet written in row groups of at most ``chunk`` rows and about 32 MiB, so a large
+    export never sits in memory whole.
 
     Column types are inferred from the rows (SQLite has no result types). When a later chunk
     does not fit the types so far (a column NULL until then, integers followed by reals,
@@ -91,7 +95,8 @@ def write_parquet(
     writer: pq.ParquetWriter | None = None
     count = 0
     try:
-        while batch := list(islice(rows, chunk)):
+        size = min(chunk, 1_000)  # a first, small chunk measures how wide the rows are
+        while batch := list(islice(rows, size)):
             table = _arrow_table(columns, batch)
             if writer is None:
                 writer = pq.ParquetWriter(path, table.schema)
@@ -104,6 +109,8 @@ def write_parquet(
                     writer.write_table(written)
             writer.write_table(table.cast(writer.schema))
             count += len(batch)
+            row_bytes = max(1, table.nbytes // len(batch))  # wide rows (bodies): fewer per chunk
+            size = max(100, min(chunk, PARQUET_CHUNK_BYTES // row_bytes))
         if writer is None:  # no rows: still a valid file with the column names
             writer = pq.ParquetWriter(path, _arrow_table(columns, []).schema)
     finally:

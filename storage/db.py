@@ -16,6 +16,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 BUSY_TIMEOUT_MS = 30_000
+WAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024
 
 
 def is_sqlite(url: str) -> bool:
@@ -73,6 +74,9 @@ def make_engine(url: str, *, readonly: bool = False) -> Engine:
         else:
             cursor.execute("PRAGMA journal_mode = WAL")
             cursor.execute("PRAGMA synchronous = NORMAL")
+            # After a checkpoint, cut the WAL back to this size: a big import (45 MB) or a
+            # reader that kept it from being reset would otherwise leave it large for good.
+            cursor.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +18,8 @@ from pipeline.errors import LockHeld
 from pipeline.runlog import STALE_RUN_ERROR, recorded_run, start_run, writer_lock
 from storage.models import Run
 from tests.conftest import run_cli, write_config
+
+ROOT = Path(__file__).resolve().parent.parent
 
 HOLD_LOCK = """
 import sys, time
@@ -169,3 +172,29 @@ def test_a_lock_file_that_cannot_be_created_is_not_reported_as_held(
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: cannot create the writer lock file ")
     assert result.stderr.count("\n") == 1
+
+
+def test_sigterm_ends_a_command_like_ctrl_c(config_file: Path, app: App) -> None:
+    """A service stop or `kill` mid-run: one Error line, the run recorded as interrupted (not
+    left `running` for the next writer to find)."""
+    app.prepare_for_reading()
+    command = [sys.executable, "-m", "tests.demo_source", "--config", str(config_file)]
+    process = subprocess.Popen(
+        [*command, "collect", "demo"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "DEMO_SOURCE_DELAY": "30", "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 20
+    while not runs(app) and time.monotonic() < deadline:  # the run has started
+        time.sleep(0.1)
+    process.terminate()
+    _, stderr = process.communicate(timeout=20)
+    assert process.returncode == 1
+    assert stderr.splitlines()[-1] == "Error: interrupted"
+    assert runs(app) == [("failed", "interrupted")]
+
+
+def runs(app: App) -> list[tuple]:
+    with app.readonly_engine.connect() as connection:  # never holds up the writer
+        return [tuple(row) for row in connection.execute(select(Run.status, Run.error))]

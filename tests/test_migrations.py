@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -157,7 +160,41 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sqlite_url: st
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 30000
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        # The WAL is cut back after checkpoints instead of keeping its largest size.
+        assert connection.exec_driver_sql("PRAGMA journal_size_limit").scalar() == 8 * 2**20
     engine.dispose()
+
+
+HOLD_LOCK_BRIEFLY = """
+import sys, time
+from pathlib import Path
+from pipeline.runlog import writer_lock
+with writer_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(1.5)
+"""
+
+
+def test_a_reader_waits_for_a_migration_in_progress(config_file, tmp_path) -> None:
+    """While another process holds the lock and the schema is behind, it is migrating: a
+    reading command waits for it instead of exiting 75 (a monitoring alarm)."""
+    app = App(load_settings(config_file))
+    migrate.upgrade(app.engine)
+    with app.engine.begin() as connection:
+        command.downgrade(migrate.alembic_config(connection), "0002")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK_BRIEFLY, str(app.settings.lock_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        result = run_cli(config_file, "runs")
+    finally:
+        holder.wait(timeout=30)
+    app.close()
+    assert result.exit_code == 0, result.output
+    assert not migrate.pending(App(load_settings(config_file)).engine)
 
 
 def test_sqlite_ddl_is_transactional(sqlite_url: str) -> None:

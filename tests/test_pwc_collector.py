@@ -173,6 +173,8 @@ def test_download_cache_skips_unchanged_files(archive, config, sqlite_url) -> No
         assert run_cli(config, *args).exit_code == 0
         assert server.full_downloads("/links.parquet") == 1
         assert server.full_downloads("/papers.parquet") == 1
+    # A 304 leaves nothing behind in the cache (it used to leave empty .part files).
+    assert not [p.name for p in (config.parent / "cache").iterdir() if ".part" in p.name]
     recorded = query(
         sqlite_url, "SELECT status, body FROM raw_responses WHERE source='pwc-archive'"
     )

@@ -208,3 +208,14 @@ def test_export_to_an_unwritable_place_names_the_file(
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: cannot write {target}: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_parquet_row_groups_stay_small_for_wide_rows(tmp_path: Path, monkeypatch) -> None:
+    """Rows with large bodies (raw_responses) are written in smaller chunks, not 50,000 at a
+    time, so memory follows bytes as well as rows."""
+    monkeypatch.setattr("pipeline.output.PARQUET_CHUNK_BYTES", 1_000_000)
+    rows = ((i, "x" * 10_000) for i in range(3_000))  # ~30 MB in all
+    path = tmp_path / "wide.parquet"
+    assert write_parquet(["id", "body"], rows, path) == 3_000
+    metadata = pq.ParquetFile(path).metadata
+    assert metadata.num_rows == 3_000 and metadata.num_row_groups > 5

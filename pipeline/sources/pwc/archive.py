@@ -751,6 +751,8 @@ class _Download:
         self.validators = Validators()
 
     def __call__(self, response: requests.Response) -> None:
+        if response.status_code == 304:  # the cached copy is current: nothing to write
+            return
         served = Validators.from_headers(response.headers)
         if response.status_code == 200 and self.cached and self.cached.same_file(served):
             self.skipped = True  # the server ignored our conditional request: same file anyway
