@@ -94,7 +94,7 @@ def collect(
     now = now or datetime.now(UTC)
     with app.writing():
         for source in sources:
-            if due and not is_due(app.settings, source, _last_start(app, source), now):
+            if due and not due_now(app, source, now):
                 report.skipped.append(source.name)
                 log.info("%s: not due", source.name)
                 continue
@@ -107,10 +107,12 @@ def collect(
     return report
 
 
-def _last_start(app: App, source: Source) -> datetime | None:
-    with app.engine.connect() as connection:
+def due_now(app: App, source: Source, now: datetime) -> bool:
+    """Whether the source's schedule fired since its last successful collect (or it never
+    had one). Read-only, so it never waits for a writer (`collect --due`, `trends schedule`)."""
+    with app.readonly_engine.connect() as connection:
         success = last_success(connection, source.name)
-    return success.started if success else None
+    return is_due(app.settings, source, success.started if success else None, now)
 
 
 def aggregate_all(app: App) -> int:

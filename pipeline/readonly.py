@@ -84,15 +84,23 @@ def _refusal(error: Exception, *, postgresql: bool) -> UsageError:
     return UsageError(f"query refused: {message}")
 
 
+def _translated(error: Exception, *, started: bool, postgresql: bool) -> BaseException:
+    """What a driver error means to the user: Ctrl-C, a refused query (before it ran) or a
+    failed one (part-way); anything else is re-raised as it is."""
+    if isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted":
+        return KeyboardInterrupt()  # the progress callback let a Ctrl-C in
+    if not _is_driver_error(error):
+        return error
+    if started:
+        return UsageError(f"query failed: {_message(error)}")
+    return _refusal(error, postgresql=postgresql)
+
+
 PROGRESS_EVERY = 100_000  # SQLite VM steps between two progress callbacks (~1 ms)
 
 
 def _let_signals_in() -> int:
     return 0  # 0: go on; a KeyboardInterrupt raised meanwhile makes SQLite stop the query
-
-
-def _interrupted(error: Exception) -> bool:
-    return isinstance(error, sqlite3.OperationalError) and str(error) == "interrupted"
 
 
 def _is_driver_error(error: Exception) -> bool:
@@ -127,11 +135,7 @@ def readonly_query(
             else:
                 cursor.execute(sql)
         except Exception as error:
-            if _interrupted(error):
-                raise KeyboardInterrupt from None
-            if _is_driver_error(error):
-                raise _refusal(error, postgresql=not is_sqlite) from None
-            raise
+            raise _translated(error, started=False, postgresql=not is_sqlite) from None
         if cursor.description is None:
             raise UsageError(
                 "query refused: the statement returns no rows (only SELECT is allowed)"
@@ -142,12 +146,8 @@ def readonly_query(
             try:
                 while batch := cursor.fetchmany(chunk):
                     yield from (tuple(row) for row in batch)
-            except Exception as error:  # an error part-way: division by zero, overflow, …
-                if _interrupted(error):
-                    raise KeyboardInterrupt from None
-                if _is_driver_error(error):
-                    raise UsageError(f"query failed: {_message(error)}") from None
-                raise
+            except Exception as error:  # part-way: division by zero, overflow, Ctrl-C, …
+                raise _translated(error, started=True, postgresql=not is_sqlite) from None
 
         yield QueryResult(columns, rows())
     finally:

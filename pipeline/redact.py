@@ -19,19 +19,19 @@ def redact_params(params: dict[str, str]) -> dict[str, str]:
     return {k: REDACTED if k.lower() in SECRET_PARAMS else v for k, v in params.items()}
 
 
+def host_of(url: str) -> str:
+    """``host[:port]`` of ``url``, without any user info."""
+    return urlsplit(url).netloc.rsplit("@", 1)[-1]
+
+
 def redact_url(url: str) -> tuple[str, dict[str, str]]:
     """``url`` with its user info (``user:password@``) and credential parameters replaced by
     ``REDACTED``, and its query parameters (redacted)."""
     parts = urlsplit(url)
     params = redact_params(dict(parse_qsl(parts.query, keep_blank_values=True)))
     if "@" in parts.netloc:
-        parts = parts._replace(netloc=f"{REDACTED}@{parts.netloc.rsplit('@', 1)[1]}")
+        parts = parts._replace(netloc=f"{REDACTED}@{host_of(url)}")
     return urlunsplit(parts._replace(query=urlencode(params))), params
-
-
-def host_of(url: str) -> str:
-    """``host[:port]`` of ``url``, without any user info."""
-    return urlsplit(url).netloc.rsplit("@", 1)[-1]
 
 
 _USER_INFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s@?#]+@")

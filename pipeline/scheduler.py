@@ -40,11 +40,10 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import func, select
 
 from pipeline.app import App
-from pipeline.collect import collect
+from pipeline.collect import collect, due_now
 from pipeline.errors import LockHeld, TrendsError, UsageError
 from pipeline.http import STOP_REQUESTED
-from pipeline.runlog import last_success
-from pipeline.schedule import CrontabTrigger, is_due
+from pipeline.schedule import CrontabTrigger
 from pipeline.sources import Source, enabled_sources
 from storage.models import Run
 
@@ -130,7 +129,7 @@ def build_scheduler(
         # A source that is due already (a fire missed while the scheduler was down, or never
         # collected) runs at once, as `collect --due` would run it, instead of waiting for its
         # next fire: a weekly source would stay overdue for up to a week after a restart.
-        catch_up = run_now or _due_now(app, source, now)
+        catch_up = run_now or due_now(app, source, now)
         extra = {"next_run_time": now} if catch_up else {}
         scheduler.add_job(
             run_job,
@@ -143,13 +142,6 @@ def build_scheduler(
         )
     scheduler.add_listener(_log_job_event, EVENT_JOB_MISSED | EVENT_JOB_ERROR)
     return scheduler
-
-
-def _due_now(app: App, source: Source, now: datetime) -> bool:
-    app.prepare_for_reading()  # a fresh database gets its schema (under the lock) first
-    with app.readonly_engine.connect() as connection:
-        success = last_success(connection, source.name)
-    return is_due(app.settings, source, success.started if success else None, now)
 
 
 def _log_job_event(event: JobExecutionEvent) -> None:

@@ -29,6 +29,16 @@ def write_config(path: Path, database_url: str, extra: str = "") -> Path:
     return path
 
 
+def gtrends_config(
+    path: Path, database_url: str, base_url: str, gtrends: str = "", extra: str = ""
+) -> Path:
+    """A configuration with Google Trends at ``base_url`` (a fake) and the PwC sources off;
+    ``gtrends`` adds [gtrends] keys, ``extra`` more sections."""
+    pwc_off = "[pwc]\narchive_enabled = false\napi_enabled = false\n"
+    text = f'[gtrends]\nbase_url = "{base_url}"\n{gtrends}{pwc_off}{extra}'
+    return write_config(path, database_url, text)
+
+
 @pytest.fixture(autouse=True)
 def _isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No test sees the developer's TRENDS_* variables or writes into the work tree."""

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 from sqlalchemy import create_engine
 
-from tests.conftest import query, run_cli, write_config
+from tests.conftest import gtrends_config, query, run_cli, write_config
 from tests.fakes.gtrends_server import FakeGoogleTrends, Fault
 
 TODAY = datetime.now(UTC).date()
@@ -31,11 +31,7 @@ def fake() -> Iterator[FakeGoogleTrends]:
 
 @pytest.fixture
 def config(tmp_path: Path, sqlite_url: str, fake: FakeGoogleTrends) -> Path:
-    extra = (
-        f'[gtrends]\nbase_url = "{fake.base_url}"\n'
-        "[pwc]\narchive_enabled = false\napi_enabled = false\n"
-    )
-    return write_config(tmp_path / "trends.toml", sqlite_url, extra)
+    return gtrends_config(tmp_path / "trends.toml", sqlite_url, fake.base_url)
 
 
 def data_requests(fake: FakeGoogleTrends) -> int:
@@ -281,11 +277,9 @@ def test_first_collect_fetches_history_and_a_stopped_one_continues(
 ) -> None:
     """An empty database: collect fetches the daily history from [gtrends] history_start. Cut
     short (here by the request budget), the next collect fetches only what is missing."""
-    extra = (
-        f'[gtrends]\nbase_url = "{fake.base_url}"\nhistory_start = "2024-06-01"\n'
-        "[pwc]\narchive_enabled = false\napi_enabled = false\n"
+    config = gtrends_config(
+        tmp_path / "history.toml", sqlite_url, fake.base_url, 'history_start = "2024-06-01"\n'
     )
-    config = write_config(tmp_path / "history.toml", sqlite_url, extra)
     monkeypatch.setenv("TRENDS_HTTP_REQUEST_BUDGET", "3")
     assert run_cli(config, "collect", "gtrends").exit_code == 1  # partial: budget spent
     stopped_after = data_requests(fake)

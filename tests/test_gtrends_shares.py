@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.conftest import query, run_cli, write_config
+from tests.conftest import gtrends_config, query, run_cli
 from tests.fakes.gtrends_server import FakeGoogleTrends
 
 TODAY = date(2026, 11, 27)
@@ -32,11 +32,8 @@ def frameworks_toml(keys: tuple[str, ...]) -> str:
 
 @pytest.fixture
 def config(tmp_path: Path, sqlite_url: str, fake: FakeGoogleTrends) -> Path:
-    extra = (
-        f'[gtrends]\nbase_url = "{fake.base_url}"\n'
-        "[pwc]\narchive_enabled = false\napi_enabled = false\n" + frameworks_toml(THREE)
-    )
-    return write_config(tmp_path / "trends.toml", sqlite_url, extra)
+    path = tmp_path / "trends.toml"
+    return gtrends_config(path, sqlite_url, fake.base_url, extra=frameworks_toml(THREE))
 
 
 def backfill(config: Path, start: str, end: str, resolution: str) -> None:
@@ -104,11 +101,8 @@ def test_a_framework_removed_from_the_configuration_leaves_the_shares(
 ) -> None:
     backfill(config, "2024-01-01", "2024-06-30", "day")
     assert "jax" in set(shares(sqlite_url, "day")["framework"])
-    two = (
-        f'[gtrends]\nbase_url = "{fake.base_url}"\n'
-        "[pwc]\narchive_enabled = false\napi_enabled = false\n" + frameworks_toml(THREE[:2])
-    )
-    smaller = write_config(tmp_path / "two.toml", sqlite_url, two)
+    two = frameworks_toml(THREE[:2])
+    smaller = gtrends_config(tmp_path / "two.toml", sqlite_url, fake.base_url, extra=two)
     assert run_cli(smaller, "aggregate").exit_code == 0
     for granularity in ("day", "week", "month"):
         table = shares(sqlite_url, granularity)

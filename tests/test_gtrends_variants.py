@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.config import GtrendsSettings
-from tests.conftest import query, run_cli, write_config
+from tests.conftest import gtrends_config, query, run_cli
 from tests.fakes.gtrends_server import FakeGoogleTrends
 
 BACKFILL = ["backfill", "gtrends", "--start", "2024-01-01", "--end", "2024-04-30"]
@@ -30,11 +30,7 @@ def fake() -> Iterator[FakeGoogleTrends]:
 
 @pytest.fixture
 def config(tmp_path: Path, sqlite_url: str, fake: FakeGoogleTrends) -> Path:
-    extra = (
-        f'[gtrends]\nbase_url = "{fake.base_url}"\n'
-        "[pwc]\narchive_enabled = false\napi_enabled = false\n"
-    )
-    return write_config(tmp_path / "trends.toml", sqlite_url, extra)
+    return gtrends_config(tmp_path / "trends.toml", sqlite_url, fake.base_url)
 
 
 def variants(url: str) -> set[str]:
