@@ -237,7 +237,7 @@ def run_pipeline(links: Path, papers: Path, folder: Path) -> tuple[Measured, Cou
     with sqlite3.connect(database) as connection:
         rows = connection.execute(
             "SELECT period_start, framework, value FROM framework_share "
-            "WHERE source = 'pwc' AND variant = 'all' AND granularity = 'quarter'"
+            "WHERE source = 'pwc' AND variant = 'all' AND granularity = 'quarter' AND value > 0"
         ).fetchall()
     return measured, Counter({(q, f): int(v) for q, f, v in rows})
 

@@ -10,16 +10,25 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
 
 from pipeline.app import App
 from pipeline.errors import StepFailed, TrendsError, UsageError, one_line
-from pipeline.http import SourceError, SourceUnavailable
-from pipeline.runlog import RunRecord, last_success, recorded_run
+from pipeline.http import SourceBlocked, SourceError, SourceUnavailable
+from pipeline.runlog import RunRecord, last_success, recorded_run, utc_now
 from pipeline.schedule import is_due
 from pipeline.sources import SOURCES, Source, enabled_sources
+from storage.models import SourceState
+from storage.upsert import upsert
 
 log = logging.getLogger(__name__)
+
+# After a source blocks us (Google's CAPTCHA page), scheduled runs leave it alone this long:
+# asking again every cron tick would prolong the block ("stop for the day").
+BLOCK_COOLDOWN = timedelta(hours=24)
+BLOCKED_AT = "blocked_at"  # source_state key: when the source last blocked us (ISO UTC)
 
 
 @dataclass
@@ -48,6 +57,9 @@ def run_step(app: App, source: Source, run: RunRecord, work: Callable[[], None])
     for step in (work, lambda: _aggregate_into(app, source, run)):
         try:
             step()
+        except SourceBlocked as error:
+            _first_failure(run, "partial", str(error))
+            _remember_block(app, source)
         except SourceUnavailable as error:
             _first_failure(run, "partial", str(error))
         except (SourceError, TrendsError) as error:
@@ -55,6 +67,27 @@ def run_step(app: App, source: Source, run: RunRecord, work: Callable[[], None])
         except Exception as error:  # a bug must not stop other sources; -v shows the traceback
             log.debug("%s failed", source.name, exc_info=True)
             _first_failure(run, "failed", one_line(error))
+
+
+def _remember_block(app: App, source: Source) -> None:
+    row = {"source": source.name, "key": BLOCKED_AT, "value": utc_now(), "updated_at": utc_now()}
+    with app.engine.begin() as connection:
+        upsert(connection, SourceState, [row], ["source", "key"])
+
+
+def blocked_until(app: App, source: str, now: datetime) -> datetime | None:
+    """Until when scheduled runs leave ``source`` alone because it blocked us (None: they
+    need not wait). Read-only."""
+    with app.readonly_engine.connect() as connection:
+        value = connection.execute(
+            select(SourceState.value).where(
+                SourceState.source == source, SourceState.key == BLOCKED_AT
+            )
+        ).scalar()
+    if value is None:
+        return None
+    until = datetime.fromisoformat(value.replace("Z", "+00:00")) + BLOCK_COOLDOWN
+    return until if now < until else None
 
 
 def _first_failure(run: RunRecord, status: str, message: str) -> None:
@@ -110,6 +143,10 @@ def collect(
 def due_now(app: App, source: Source, now: datetime) -> bool:
     """Whether the source's schedule fired since its last successful collect (or it never
     had one). Read-only, so it never waits for a writer (`collect --due`, `trends schedule`)."""
+    until = blocked_until(app, source.name, now)
+    if until is not None:
+        log.info("%s: blocked us; scheduled runs wait until %s UTC", source.name, f"{until:%F %R}")
+        return False
     with app.readonly_engine.connect() as connection:
         success = last_success(connection, source.name)
     return is_due(app.settings, source, success.started if success else None, now)

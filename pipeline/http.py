@@ -38,6 +38,11 @@ class SourceUnavailable(SourceError):
     """The source refused us (CAPTCHA page, repeated 429s, budget spent): stop, resume later."""
 
 
+class SourceBlocked(SourceUnavailable):
+    """The source blocked us (Google's CAPTCHA page). Asking again soon prolongs the block, so
+    scheduled runs (``collect --due``, ``trends schedule``) leave the source alone for a while."""
+
+
 class BudgetExhausted(SourceUnavailable):
     """The per-run request budget is spent."""
 

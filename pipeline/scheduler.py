@@ -23,7 +23,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from types import FrameType
 from zoneinfo import ZoneInfo
 
@@ -40,7 +40,7 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from sqlalchemy import func, select
 
 from pipeline.app import App
-from pipeline.collect import collect, due_now
+from pipeline.collect import blocked_until, collect, due_now
 from pipeline.errors import LockHeld, TrendsError, UsageError
 from pipeline.http import STOP_REQUESTED
 from pipeline.schedule import CrontabTrigger
@@ -62,10 +62,15 @@ def run_job(app: App, source_name: str, stopping: threading.Event) -> str:
     if stopping.is_set():
         log.info("%s: skipped, the scheduler is stopping", source_name)
         return "skipped"
-    log.info("%s: run started", source_name)
     failure, before = None, None
     try:
         app.prepare_for_reading()  # a fresh database gets its schema (under the lock) first
+        until = blocked_until(app, source_name, datetime.now(UTC))
+        if until is not None:
+            when = f"{until:%F %R} UTC"
+            log.info("%s: skipped, it blocked us; waiting until %s", source_name, when)
+            return "blocked"
+        log.info("%s: run started", source_name)
         with app.engine.connect() as connection:
             before = connection.execute(select(func.max(Run.id))).scalar() or 0
         collect(app, [source_name])

@@ -7,7 +7,8 @@ transaction; ``aggregate`` turns the latest response of each week into ``framewo
 ``DEMO_SOURCE_SCHEDULE`` (crontab, default ``0 6 * * *``), ``DEMO_SOURCE_DELAY`` (seconds the
 fetch takes), ``DEMO_SOURCE_FAIL`` (a message: the fetch fails with it) and
 ``DEMO_SOURCE_RETRY_AFTER`` (seconds: the fetch is refused with a 429 asking to wait that long,
-through the shared HTTP policy).
+through the shared HTTP policy) and ``DEMO_SOURCE_BLOCKED`` (set: the source blocks us, as
+Google's CAPTCHA page does).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from datetime import date, datetime, timedelta
 from sqlalchemy import insert, select
 
 from pipeline.app import App
-from pipeline.http import HttpPolicy, SourceError, TransientError
+from pipeline.http import HttpPolicy, SourceBlocked, SourceError, TransientError
 from pipeline.runlog import RunRecord, utc_now
 from pipeline.sources import SOURCES, Source
 from storage.models import FrameworkShare, RawResponse
@@ -44,6 +45,8 @@ def collect(app: App, run: RunRecord) -> None:
             raise TransientError("HTTP 429 from demo", status=429, retry_after=retry_after)
 
         policy.call(refused, what="GET demo://counts")
+    if os.environ.get("DEMO_SOURCE_BLOCKED"):
+        raise SourceBlocked("demo blocked us")
     if os.environ.get("DEMO_SOURCE_FAIL"):
         raise SourceError(os.environ["DEMO_SOURCE_FAIL"])
     body = json.dumps(COUNTS)

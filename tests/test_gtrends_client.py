@@ -8,7 +8,14 @@ from datetime import date
 import pytest
 from pytrends.request import TrendReq
 
-from pipeline.http import HttpPolicy, HttpResponse, HttpSettings, SourceUnavailable, TransientError
+from pipeline.http import (
+    HttpPolicy,
+    HttpResponse,
+    HttpSettings,
+    SourceBlocked,
+    SourceUnavailable,
+    TransientError,
+)
 from pipeline.sources.gtrends.client import CAPTCHA_MESSAGE, PytrendsClient, redirect_pytrends
 from pipeline.sources.gtrends.parse import parse_multiline
 from pipeline.sources.gtrends.plan import PlannedRequest, build_plan
@@ -150,10 +157,10 @@ def test_truncated_explore_json_is_retried(server, recorder):
 def test_html_page_means_source_unavailable_without_retry(server, recorder, fault):
     server.inject("explore", fault)
     client = make_client(server.base_url, recorder)
-    with pytest.raises(SourceUnavailable) as error:
+    with pytest.raises(SourceBlocked) as error:
         client.fetch(DAILY)
     assert str(error.value) == CAPTCHA_MESSAGE
-    assert recorder.sleeps == [] and server.data_requests == []
+    assert recorder.sleeps == [] and server.data_requests == []  # one try: no retry
     assert recorder.responses[-1][0].headers["Content-Type"].startswith("text/html")
 
 

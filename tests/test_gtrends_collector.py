@@ -8,13 +8,17 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import pytest
 from sqlalchemy import create_engine
 
+from pipeline.app import App
+from pipeline.collect import due_now
+from pipeline.sources import SOURCES
+from pipeline.sources.gtrends import aggregate
 from tests.conftest import gtrends_config, query, run_cli, write_config
 from tests.fakes.gtrends_server import FakeGoogleTrends, Fault
 
@@ -135,11 +139,34 @@ def test_transient_faults_are_retried_and_captcha_stops_the_run(
     fake.inject("explore", Fault.html_page())
     blocked = run_cli(config, *args, "--start", "2023-01-01")
     assert blocked.exit_code == 1
-    assert "HTML page instead of data" in blocked.stderr
+    assert "CAPTCHA or block page instead of data" in blocked.stderr
     html = query(
         sqlite_url, "SELECT count(*) FROM raw_responses WHERE content_type LIKE 'text/html%'"
     )
     assert html[0][0] >= 1  # the block page itself was stored raw
+
+
+def test_a_captcha_redirect_stops_at_once_and_scheduled_runs_wait_a_day(
+    fake, config, sqlite_url
+) -> None:
+    """Google's block (a 302 to /sorry/, which answers 429) is not retried like a 429: the run
+    stops, and `collect --due` leaves Google alone for 24 h instead of hitting it every tick."""
+    fake.inject("explore", Fault.captcha_redirect())
+    blocked = run_cli(config, "collect", "gtrends")
+    assert blocked.exit_code == 1 and "CAPTCHA or block page" in blocked.stderr
+    assert [r.path for r in fake.requests if r.path.startswith("/sorry/")] == ["/sorry/index"]
+    assert query(sqlite_url, "SELECT status FROM runs")[0][0] == "partial"
+    sent = len(fake.requests)
+    assert run_cli(config, "collect", "--due", "gtrends").exit_code == 0
+    assert len(fake.requests) == sent  # still blocked: not due
+    app = App.from_config(config)
+    try:
+        now = datetime.now(UTC)
+        source = SOURCES["gtrends"]
+        assert not due_now(app, source, now + timedelta(hours=23))
+        assert due_now(app, source, now + timedelta(hours=25))
+    finally:
+        app.close()
 
 
 def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> None:
@@ -219,6 +246,30 @@ def test_incremental_window_overlaps_the_backfill_and_replaces_the_partial_day(
         "WHERE f.resolution = 'day' AND NOT c.is_partial",
     )[0][0]
     assert latest == "2026-05-30"  # day one's partial last day is final now
+
+
+def test_a_daily_collect_rewrites_little_of_the_stored_history(tmp_path, sqlite_url) -> None:
+    """Values keep 3 significant digits, so the next day's window does not move every stored
+    daily value by noise in its 5th digit (without the rounding: all of them, every day)."""
+    gtrends = 'history_start = "2022-01-01"\n'
+    snapshots = []
+    for today in (date(2026, 6, 2), date(2026, 6, 3)):
+        with FakeGoogleTrends(today=today, sample_noise=0.02) as server:
+            config = gtrends_config(tmp_path / "c.toml", sqlite_url, server.base_url, gtrends)
+            os.environ["TRENDS_TODAY"] = today.isoformat()
+            try:
+                assert run_cli(config, "collect", "gtrends").exit_code == 0
+            finally:
+                del os.environ["TRENDS_TODAY"]
+        snapshots.append(series(sqlite_url))
+    both = snapshots[0].merge(
+        snapshots[1], on=["resolution", "framework", "period_start"], suffixes=("", "_after")
+    )
+    daily = both[both["resolution"] == "day"]
+    assert len(daily) > 10_000
+    moved = (daily["value"] != daily["value_after"]).mean()
+    assert moved < 0.15, f"{moved:.0%} of the stored daily values changed"
+    assert (both["value_after"] == aggregate.significant(both["value_after"])).all()
 
 
 KILLABLE_BACKFILL = """

@@ -178,7 +178,7 @@ def test_sample_noise_differs_per_fetch_but_is_reproducible():
         (Fault.too_many_requests(), 429, "text/html"),
         (Fault.server_error(503), 503, "text/html"),
         (Fault.html_page(), 200, "text/html"),
-        (Fault.captcha_redirect(), 200, "text/html"),  # after following the 302
+        (Fault.captcha_redirect(), 429, "text/html"),  # after following the 302
     ],
 )
 def test_faults_are_applied_once_to_their_endpoint(server, fault, status, content_type):

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipeline.sources.gtrends.aggregate import significant
 from tests.conftest import gtrends_config, query, run_cli
 from tests.fakes.gtrends_server import FakeGoogleTrends
 
@@ -108,3 +109,8 @@ def test_a_framework_removed_from_the_configuration_leaves_the_shares(
         table = shares(sqlite_url, granularity)
         assert set(table["framework"]) == {"pytorch", "tensorflow"}
         assert np.allclose(table.groupby("period_start")["share"].sum(), 1.0)
+
+
+def test_values_keep_three_significant_digits() -> None:
+    values = pd.Series([0.0, 100.0, 99.96, 12.345, 0.0012345, 0.5, 1234.5, 7])
+    assert significant(values).tolist() == [0.0, 100.0, 100.0, 12.3, 0.00123, 0.5, 1230.0, 7.0]

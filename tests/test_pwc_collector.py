@@ -86,7 +86,12 @@ def test_archive_import_counts_and_shares(archive, config, sqlite_url, fmt) -> N
             for (q, code), n in expected_quarter_counts(official).items()
         }
         stored = {(q, f): v for var, q, f, v, _ in rows if var == variant}
-        assert stored == pytest.approx(expected)
+        assert {k: v for k, v in stored.items() if v} == pytest.approx(expected)
+        # Every framework has a row (0 when it has no implementation) in every period.
+        frameworks = {f for _, f in stored}
+        periods = {q for q, _ in stored}
+        assert set(stored) == {(q, f) for q in periods for f in frameworks}
+        assert len(frameworks) >= 5
     totals = Counter()
     for _variant, quarter, _f, _v, share in rows:
         totals[(_variant, quarter)] += share
@@ -329,11 +334,17 @@ def test_a_quarter_collected_while_running_is_completed_after_it_ends(
         )
         return dict(query(sqlite_url, latest))
 
+    notes: dict[str, list[str]] = {}
     with FakePwcApi(LINKS, PAPERS) as api:
         config = api_config(tmp_path, sqlite_url, api)
         for today in ("2024-08-15", "2024-10-06", "2024-11-20"):
             monkeypatch.setenv("TRENDS_TODAY", today)
             assert run_cli(config, "collect", "pwc-api").exit_code == 0
+            notes[today] = [
+                line
+                for line in run_cli(config, "shares", "--source", "pwc-api").stdout.splitlines()
+                if line.startswith("note:")
+            ]
             if today == "2024-08-15":
                 mid_quarter = stored_q3()
             if today == "2024-10-06":
@@ -348,6 +359,39 @@ def test_a_quarter_collected_while_running_is_completed_after_it_ends(
     assert stored_q3()["pytorch"] == whole["pytorch"] > mid_quarter["pytorch"]
     assert stored_q3()["tensorflow"] == whole["tf"]
     assert len(later) == len(q3_asked)  # final after 2024-10-06: not asked on 2024-11-20
+    # `trends shares` flags the running quarter, and only that one.
+    assert notes["2024-08-15"] == [
+        "note: 2024-07-01: incomplete quarter (papers up to 2024-08-15; a run after the "
+        "quarter ends completes it)"
+    ]
+    assert [n.split(" (")[0] for n in notes["2024-10-06"]] == [
+        "note: 2024-10-01: incomplete quarter"
+    ]
+    assert "up to 2024-11-20" in notes["2024-11-20"][0]
+
+
+@pytest.mark.parametrize(
+    ("endpoints", "stored"),
+    [(["papers"], {"papers"}), (["repositories"], {"repositories"}), ([], set())],
+)
+def test_an_api_without_one_endpoint_gives_the_other_counts(
+    tmp_path, sqlite_url, monkeypatch, endpoints, stored
+) -> None:
+    monkeypatch.setenv("TRENDS_TODAY", "2025-02-15")
+    with FakePwcApi(LINKS, PAPERS, endpoints=endpoints) as api:
+        result = run_cli(api_config(tmp_path, sqlite_url, api), "collect", "pwc-api")
+    kept = query(sqlite_url, "SELECT DISTINCT endpoint FROM pwc_api_counts")
+    assert {endpoint for (endpoint,) in kept} == stored
+    if stored:
+        assert result.exit_code == 0, result.output
+        variants = query(sqlite_url, "SELECT DISTINCT variant FROM framework_share")
+        assert {variant for (variant,) in variants} == stored
+    else:
+        assert result.exit_code == 1
+        assert result.stderr == (
+            f"Error: pwc-api: {api.base_url} has neither repositories/ nor papers/ (HTTP 404): "
+            "is [pwc] api_url a v1-compatible API?\n"
+        )
 
 
 @pytest.mark.parametrize(

@@ -81,6 +81,19 @@ def test_a_job_finding_the_lock_held_logs_and_skips(
         assert connection.execute(select(Run.id)).all() == []
 
 
+def test_a_job_leaves_a_source_that_blocked_us_alone_for_a_day(
+    app: App, demo, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DEMO_SOURCE_BLOCKED", "1")
+    assert run_job(app, "demo", threading.Event()) == "partial"
+    monkeypatch.delenv("DEMO_SOURCE_BLOCKED")
+    with caplog.at_level(logging.INFO, "pipeline"):
+        assert run_job(app, "demo", threading.Event()) == "blocked"
+    assert "demo: skipped, it blocked us; waiting until " in caplog.text
+    with app.engine.connect() as connection:
+        assert connection.execute(select(Run.status)).scalars().all() == ["partial"]
+
+
 def test_a_job_logs_start_end_and_status(
     app: App, demo, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:

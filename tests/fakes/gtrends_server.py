@@ -8,8 +8,8 @@ How to read this file (top to bottom):
    (day/week/month), optional per-fetch sampling noise, joint max-normalisation to 100 and
    round-half-up, "<1" for 0 < x < 1, ``isPartial`` on the last bucket inside the data lag.
 3. ``Fault`` — one-shot failures queued per endpoint (429 with/without Retry-After, 5xx, an
-   HTML page served as 200, a 302 to a CAPTCHA page, truncated JSON, a slow answer) and a
-   "429 storm" that refuses everything until cleared.
+   HTML page served as 200, a 302 to a CAPTCHA page that answers 429, truncated JSON, a slow
+   answer) and a "429 storm" that refuses everything until cleared.
 4. ``FakeGoogleTrends`` — the HTTP server (``ThreadingHTTPServer`` in a thread; a context
    manager). Its handler speaks the wire format recorded in the real cassettes:
 
@@ -315,7 +315,7 @@ class FaultKind(Enum):
     TOO_MANY_REQUESTS = "429"
     SERVER_ERROR = "5xx"
     HTML_PAGE = "html-200"  # CAPTCHA-like page served with status 200
-    CAPTCHA_REDIRECT = "302-sorry"  # Google's block: 302 to /sorry/index, which is HTML 200
+    CAPTCHA_REDIRECT = "302-sorry"  # Google's block: 302 to /sorry/index, which is HTML 429
     TRUNCATED_JSON = "truncated-json"
     BROKEN_BODY = "broken-body"  # Content-Length of the whole answer, half of it sent, closed
     SLOW = "slow"  # answer after a delay (for client timeouts)
@@ -728,9 +728,9 @@ class _Handler(BaseHTTPRequestHandler):
             ("POST", "/trends/api/explore"): EXPLORE,
             ("GET", "/trends/api/widgetdata/multiline"): MULTILINE,
         }.get((method, url.path))
-        if url.path.startswith("/sorry/"):  # where the CAPTCHA redirect lands
-            self.fake._log(ReceivedRequest("other", method, url.path, 200))
-            return self._send_html(200)
+        if url.path.startswith("/sorry/"):  # where the CAPTCHA redirect lands: a 429 page
+            self.fake._log(ReceivedRequest("other", method, url.path, 429))
+            return self._send_html(429)
         if endpoint is None:
             self.fake._log(ReceivedRequest("other", method, url.path, 404))
             return self._send_html(404)

@@ -343,7 +343,8 @@ class FakePwcApi(FakeServer):
 
     Modes: ``ignore_filters`` (an older server: no ``applied_filters``, count = all papers or
     all repositories), ``same_count`` (the framework filter is ignored but still echoed),
-    ``echo_filters`` (echo only these filter names).
+    ``echo_filters`` (echo only these filter names); ``endpoints`` lists the endpoints served
+    (the relaunched catalogue's own client uses ``papers/`` only; others answer 404).
     """
 
     def __init__(
@@ -354,6 +355,7 @@ class FakePwcApi(FakeServer):
         ignore_filters: bool = False,
         same_count: bool = False,
         echo_filters: Collection[str] | None = None,
+        endpoints: Collection[str] = ("repositories", "papers"),
         prefix: str = "/api/v1",
     ) -> None:
         super().__init__()
@@ -369,6 +371,7 @@ class FakePwcApi(FakeServer):
         self.ignore_filters = ignore_filters
         self.same_count = same_count
         self.echo_filters = echo_filters
+        self.endpoints = frozenset(endpoints)
         self.prefix = prefix.rstrip("/")
 
     @property
@@ -378,9 +381,10 @@ class FakePwcApi(FakeServer):
     def respond(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str]
     ) -> Reply:
-        if path in (f"{self.prefix}/repositories", f"{self.prefix}/repositories/"):
+        endpoint = path.removeprefix(self.prefix).strip("/")
+        if endpoint == "repositories" and endpoint in self.endpoints:
             return self._repositories(query)
-        if path in (f"{self.prefix}/papers", f"{self.prefix}/papers/"):
+        if endpoint == "papers" and endpoint in self.endpoints:
             return self._papers_page(query)
         return _json_reply(404, {"detail": "Not found."})
 

@@ -37,6 +37,11 @@ from storage.upsert import replace_rows
 log = logging.getLogger(__name__)
 
 SOURCE = "gtrends"
+# Stored values keep 3 significant digits: Google rounds every window to integers 0-100, so the
+# fit is only good to about 1 % (docs/BENCHMARKS.md), and the dropped digits were noise that
+# every daily collect moved, rewriting most of the stored history (~28k rows a day for 7
+# frameworks; ~1k with the rounding). Shares are computed from the rounded values.
+SIGNIFICANT_DIGITS = 3
 SERIES_KEY = ["framework", "geo", "category", "property", "resolution", "period_start"]
 
 
@@ -122,11 +127,20 @@ def _period_mean(daily: pd.DataFrame, granularity: str) -> pd.DataFrame:
     return complete.rename(columns={"period": "period_start"})[["keyword", "period_start", "value"]]
 
 
+def significant(values: pd.Series, digits: int = SIGNIFICANT_DIGITS) -> pd.Series:
+    """``values`` rounded to ``digits`` significant digits (0 stays 0)."""
+    values = values.astype("float64")
+    magnitude = np.floor(np.log10(values.abs().where(values != 0, 1.0)))
+    scale = 10.0 ** (digits - 1 - magnitude)
+    return (values * scale).round() / scale
+
+
 def _share_values(series: pd.DataFrame, informative: set[str], settings: Settings) -> pd.DataFrame:
     """What shares are computed from: the configured frameworks (one removed from the
-    configuration leaves the shares), in informative periods only."""
+    configuration leaves the shares), in informative periods only, values rounded."""
     configured = {f.key for f in settings.gtrends_frameworks()}
     kept = series[series["keyword"].isin(configured) & series["period_start"].isin(informative)]
+    kept = kept.assign(value=significant(kept["value"]))
     return kept.rename(columns={"keyword": "framework"})[["period_start", "framework", "value"]]
 
 
@@ -152,7 +166,10 @@ def rebuild(engine: Engine, settings: Settings) -> int:
         resolution: scaled_series(engine, settings, resolution)
         for resolution in ("day", "week", "month")
     }
-    series = {resolution: frame for resolution, (frame, _) in fitted.items()}
+    series = {
+        resolution: frame.assign(value=significant(frame["value"])) if len(frame) else frame
+        for resolution, (frame, _) in fitted.items()
+    }
     informative = {resolution: periods for resolution, (_, periods) in fitted.items()}
     if all(frame.empty for frame in series.values()):
         # A configuration with nothing fetched yet must not wipe what was computed before.

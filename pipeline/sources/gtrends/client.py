@@ -22,8 +22,8 @@ from pipeline.http import (
     BROKEN_TRANSFER,
     HttpPolicy,
     HttpResponse,
+    SourceBlocked,
     SourceError,
-    SourceUnavailable,
     TransientError,
     describe_connection_error,
     parse_retry_after,
@@ -34,8 +34,8 @@ from pipeline.sources.gtrends.plan import MAX_KEYWORDS, PlannedRequest
 
 GOOGLE_TRENDS_URL = "https://trends.google.com/trends"
 CAPTCHA_MESSAGE = (
-    "Google served an HTML page instead of data (CAPTCHA or block); "
-    "wait and resume with the same command"
+    "Google served a CAPTCHA or block page instead of data; scheduled runs (--due, "
+    "trends schedule) wait 24 h before asking again; run the same command later to continue"
 )
 DROPPED_HEADERS = frozenset({"set-cookie"})  # the NID cookie never reaches storage
 
@@ -147,6 +147,10 @@ class PytrendsClient:
             )
             client.interest_over_time()
         except TooManyRequestsError as error:
+            if "/sorry/" in urlsplit(error.response.url).path:
+                # Google's block: a 302 to its CAPTCHA page, which answers 429. Retrying
+                # within seconds only prolongs the block.
+                raise SourceBlocked(CAPTCHA_MESSAGE) from error
             raise TransientError(
                 "Google answered 429 Too Many Requests",
                 status=429,
@@ -178,7 +182,7 @@ class PytrendsClient:
     def _translate_status(self, response: requests.Response) -> SourceError:
         status = response.status_code
         if status == 200:  # 200 but not JSON: Google's CAPTCHA/block page
-            return SourceUnavailable(CAPTCHA_MESSAGE)
+            return SourceBlocked(CAPTCHA_MESSAGE)
         if status >= 500:
             return TransientError(f"Google answered HTTP {status}", status=status)
         return SourceError(f"Google answered HTTP {status} to {urlsplit(response.url).path}")

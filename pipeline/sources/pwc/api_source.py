@@ -1,10 +1,12 @@
 """Live counts from a v1-compatible Papers-with-Code API (source ``pwc-api``).
 
-Each run snapshots the number of repositories per framework, and the number of papers per
-framework and quarter from ``[pwc] api_start`` on, where the server supports
-``papers/?framework=&start_date=&end_date=``. Counts are stored only when the server echoes the
-filters it was asked for and not every framework got the same count (a server ignoring the
-filter); otherwise the run fails with a clear message and nothing is stored.
+Each run snapshots the number of repositories per framework (``repositories/``), and the number
+of papers per framework and quarter from ``[pwc] api_start`` on
+(``papers/?framework=&start_date=&end_date=``). Either endpoint may be missing (HTTP 404; the
+relaunched catalogue's own client uses only ``papers/``), not both. Counts are stored only
+when the server echoes the filters it was asked for and not every framework got the same count
+(a server ignoring the filter); otherwise the run fails with a clear message and nothing is
+stored.
 
 A quarter is fetched on every run until a run after its end has fetched it whole; from then on
 it is final and not asked again.
@@ -20,8 +22,9 @@ from sqlalchemy import select
 
 from pipeline import shares
 from pipeline.app import App
-from pipeline.http import HttpClient, HttpPolicy, HttpResponse
+from pipeline.http import HttpClient, HttpPolicy, HttpResponse, SourceError
 from pipeline.rawstore import store_response
+from pipeline.redact import redact_url
 from pipeline.runlog import RunRecord, utc_today
 from pipeline.sources.pwc.api import EndpointMissing, PwcApiClient
 from storage.models import FrameworkShare, PwcApiCount
@@ -69,13 +72,18 @@ def collect(app: App, run: RunRecord) -> None:
     client = PwcApiClient(settings.pwc.api_url, http, on_response)
     snapshot = utc_today()
     rows: list[dict] = []
+    missing = []  # endpoints the server does not have (404): each is optional, not both
     try:
-        repositories = {key: client.repository_count(code) for code, key in codes.items()}
-        PwcApiClient.check_distinct(repositories)
-        rows += [
-            _row(snapshot, "repositories", key, "", "", count)
-            for key, count in repositories.items()
-        ]
+        try:
+            repositories = {key: client.repository_count(code) for code, key in codes.items()}
+        except EndpointMissing:
+            missing.append("repositories/")
+        else:
+            PwcApiClient.check_distinct(repositories)
+            rows += [
+                _row(snapshot, "repositories", key, "", "", count)
+                for key, count in repositories.items()
+            ]
 
         completed = _completed_quarters(app)
         for start, end in quarters(date.fromisoformat(settings.pwc.api_start), snapshot):
@@ -87,7 +95,7 @@ def collect(app: App, run: RunRecord) -> None:
                     for code, key in codes.items()
                 }
             except EndpointMissing:
-                log.info("pwc-api: the server has no papers/ endpoint; repository counts only")
+                missing.append("papers/")
                 break
             PwcApiClient.check_distinct(counts)
             rows += [
@@ -96,6 +104,13 @@ def collect(app: App, run: RunRecord) -> None:
             ]
     finally:
         run.requests += http.policy.requests_sent
+    if len(missing) == 2:
+        raise SourceError(
+            f"{redact_url(settings.pwc.api_url)[0]} has neither repositories/ nor papers/ "
+            "(HTTP 404): is [pwc] api_url a v1-compatible API?"
+        )
+    for endpoint in missing:
+        log.info("pwc-api: the server has no %s endpoint; the other counts only", endpoint)
     # One transaction: a snapshot is stored whole or not at all.
     with app.engine.begin() as connection:
         run.rows += upsert(connection, PwcApiCount, rows, KEY)
@@ -122,10 +137,18 @@ def aggregate(app: App) -> int:
                     PwcApiCount.endpoint,
                     PwcApiCount.framework,
                     PwcApiCount.period_start,
+                    PwcApiCount.period_end,
                     PwcApiCount.count,
                 )
             ).all(),
-            columns=["snapshot_date", "endpoint", "framework", "period_start", "count"],
+            columns=[
+                "snapshot_date",
+                "endpoint",
+                "framework",
+                "period_start",
+                "period_end",
+                "count",
+            ],
         )
     # Only the configured frameworks: one removed from the configuration leaves the shares.
     counts = counts[counts["framework"].isin({f.key for f in app.settings.pwc_frameworks()})]
@@ -141,4 +164,22 @@ def aggregate(app: App) -> int:
             values = subset.rename(columns={"count": "value"})
             rows += shares.share_rows(values, SOURCE, variant, str(granularity))
     with app.engine.begin() as connection:
-        return shares.replace_shares(connection, rows, [FrameworkShare.source == SOURCE])
+        changed = shares.replace_shares(connection, rows, [FrameworkShare.source == SOURCE])
+        shares.replace_notes(connection, SOURCE, SOURCE, _running_quarter_notes(papers))
+    return changed
+
+
+def _running_quarter_notes(papers: pd.DataFrame) -> dict[str, str]:
+    """A note for quarters whose latest counts were fetched before the quarter ended: they
+    hold only the papers up to that day, until a run after the quarter's end completes them."""
+    running = papers[papers["snapshot_date"] <= papers["period_end"]]
+    counted = running.groupby("period_start")["snapshot_date"].max().sort_index()
+    if counted.empty:
+        return {}
+    return {
+        "quarter": "; ".join(
+            f"{start}: incomplete quarter (papers up to {day}; a run after the quarter "
+            "ends completes it)"
+            for start, day in counted.items()
+        )
+    }

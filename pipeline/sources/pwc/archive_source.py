@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlalchemy import Connection, Engine, delete, func, insert, select
+from sqlalchemy import Connection, Engine, delete, func, select
 
 from pipeline import shares
 from pipeline.app import App
@@ -46,7 +46,6 @@ SOURCE = "pwc-archive"
 SHARE_SOURCE = "pwc"
 FINGERPRINT_KEY = "archive_fingerprint"
 LAST_DATE_KEY = "last_paper_date"
-NOTE_KEY = "note"
 GRANULARITIES = ("month", "quarter", "year")
 LINK_KEY = ["paper_url", "repo_url"]
 STORED_COLUMNS = ["paper_url", "repo_url", "arxiv_id", "is_official", "framework", "published"]
@@ -319,18 +318,28 @@ def period_start(month: pd.Series, granularity: str) -> pd.Series:
 
 
 def share_rows(counts: pd.DataFrame, framework_of: dict[str, str]) -> list[dict]:
-    """Shares per variant (all, official) and granularity from monthly counts per PwC code."""
+    """Shares per variant (all, official) and granularity from monthly counts per PwC code.
+
+    Every framework gets a row in every period the archive has papers in, 0 where it has no
+    implementation (as gtrends and pwc-api have one for every configured framework).
+    """
     if counts.empty:
         return []
     counts = counts.assign(framework=counts["code"].map(framework_of)).dropna(subset=["framework"])
+    frameworks = sorted(set(framework_of.values()))
     rows: list[dict] = []
-    for variant, subset in (("all", counts), ("official", counts[counts["is_official"]])):
-        for granularity in GRANULARITIES:
+    for granularity in GRANULARITIES:
+        periods = sorted(set(period_start(counts["month"], granularity)))
+        every = pd.MultiIndex.from_product(
+            [periods, frameworks], names=["period_start", "framework"]
+        )
+        for variant, subset in (("all", counts), ("official", counts[counts["is_official"]])):
             values = (
                 subset.assign(period_start=period_start(subset["month"], granularity))
-                .groupby(["period_start", "framework"], as_index=False)["count"]
+                .groupby(["period_start", "framework"])["count"]
                 .sum()
-                .rename(columns={"count": "value"})
+                .reindex(every, fill_value=0)
+                .reset_index(name="value")
             )
             rows += shares.share_rows(values, SHARE_SOURCE, variant, granularity)
     return rows
@@ -357,26 +366,8 @@ def aggregate(app: App) -> int:
     rows = share_rows(_monthly_counts(app.engine), app.settings.framework_for_pwc_code())
     last_date = _stored_state(app.engine, LAST_DATE_KEY)
     notes = {g: incomplete_period_note(last_date, g) for g in GRANULARITIES}
-    notes = {f"{NOTE_KEY}:{SHARE_SOURCE}:{g}": note for g, note in notes.items() if note and rows}
+    notes = {g: note for g, note in notes.items() if note and rows}
     with app.engine.begin() as connection:
         changed = shares.replace_shares(connection, rows, [FrameworkShare.source == SHARE_SOURCE])
-        stored = dict(
-            connection.execute(
-                select(SourceState.key, SourceState.value).where(
-                    SourceState.source == SOURCE, SourceState.key.like(f"{NOTE_KEY}:%")
-                )
-            ).all()
-        )
-        if stored != notes:  # rewrite only when they changed: a rebuild changes nothing
-            connection.execute(
-                delete(SourceState).where(
-                    SourceState.source == SOURCE, SourceState.key.like(f"{NOTE_KEY}:%")
-                )
-            )
-            for key, note in notes.items():
-                connection.execute(
-                    insert(SourceState).values(
-                        source=SOURCE, key=key, value=note, updated_at=utc_now()
-                    )
-                )
+        shares.replace_notes(connection, SOURCE, SHARE_SOURCE, notes)
     return changed
