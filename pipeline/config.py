@@ -19,10 +19,12 @@ from datetime import UTC, date, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pipeline.errors import ConfigError
 from pipeline.http import HttpSettings
+from pipeline.redact import redact_url
 
 PACKAGED_CONFIG = "trends.toml"
 PACKAGED_ORIGIN = "packaged config/trends.toml"
@@ -360,9 +362,24 @@ def _check_semantics(settings: Settings, origins: dict[str, str]) -> None:
             date.fromisoformat(text)
         except ValueError:
             raise fail(key, f"expected a date YYYY-MM-DD, got {text!r}") from None
+    for key, url, used in (
+        ("[gtrends] base_url", settings.gtrends.base_url, settings.gtrends.enabled),
+        ("[pwc] api_url", settings.pwc.api_url, settings.pwc.api_enabled),
+    ):
+        parts = urlsplit(url)
+        if used and (parts.scheme not in ("http", "https") or not parts.netloc):
+            raise fail(key, f"expected an http:// or https:// URL, got {redact_url(url)[0]!r}")
     problem = _database_url_problem(settings.database.url)
     if problem:
         raise fail("[database] url", problem)
+    pretend = os.environ.get("TRENDS_TODAY")
+    if pretend:
+        try:
+            date.fromisoformat(pretend)
+        except ValueError:
+            raise ConfigError(
+                "TRENDS_TODAY", "the day to pretend", f"expected YYYY-MM-DD, got {pretend!r}"
+            ) from None
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

@@ -185,6 +185,15 @@ def plot_shares(
     where = f"{source}" + (f" / {variant}" if variant else "")
     if not rows:
         span = f" between {start or 'the start'} and {end or 'now'}" if start or end else ""
+        wanted = granularity or style.granularity
+        _columns, others = read_shares(
+            engine, source=source, granularity=None, start=start, end=end
+        )
+        stored = sorted({row[2] for row in others if variant is None or row[1] == variant})
+        if wanted and stored:
+            raise NoData(
+                f"no {wanted} shares stored for {where}{span} (--granularity {' or '.join(stored)})"
+            )
         raise NoData(f"no shares stored for {where}{span}; run `trends collect` first")
     variant = _pick("variant", variant, {row[1] for row in rows}, "--variant")
     granularity = _pick(

@@ -173,6 +173,8 @@ def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.Monkey
         ("TRENDS_HTTP_REQUEST_DELAY", "-1", "[http] request_delay", "must be 0 or more"),
         ("TRENDS_HTTP_TIMEOUT", "nan", "[http] timeout", "must be a finite number"),
         ("TRENDS_GTRENDS_PROPERTY", "radio", "[gtrends] property", "unknown 'radio'"),
+        ("TRENDS_GTRENDS_BASE_URL", "notaurl", "[gtrends] base_url", "expected an http://"),
+        ("TRENDS_PWC_API_URL", "ftp://x/api", "[pwc] api_url", "expected an http://"),
     ],
 )
 def test_meaningless_environment_value_names_the_variable_not_the_file(
@@ -281,6 +283,11 @@ def test_cli_reports_bad_config_in_one_line_exit_2_and_writes_nothing(tmp_path: 
             "Error: TRENDS_GTRENDS_PROPERTY: [gtrends] property: unknown 'radio'",
         ),
         ("TRENDS_HTTP_TIMEOUT", "inf", "Error: TRENDS_HTTP_TIMEOUT: [http] timeout: must be a"),
+        (
+            "TRENDS_TODAY",
+            "2026/11/27",
+            "Error: TRENDS_TODAY: the day to pretend: expected YYYY-MM-DD, got '2026/11/27'",
+        ),
     ],
 )
 def test_cli_reports_meaningless_environment_value_in_one_line_exit_2(
@@ -304,3 +311,9 @@ def test_cli_reports_a_file_that_is_not_utf8_in_one_line_exit_2(tmp_path: Path) 
     result = run_cli(path, "aggregate")
     assert result.exit_code == 2
     assert result.stderr == f"Error: {path}: file: not UTF-8 text (byte 0xff at offset 0)\n"
+
+
+def test_a_url_of_a_disabled_source_is_not_checked(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[pwc]\napi_enabled = false\napi_url = ""\n')
+    assert load_settings(path).pwc.api_url == ""

@@ -169,6 +169,29 @@ def test_a_captcha_redirect_stops_at_once_and_scheduled_runs_wait_a_day(
         app.close()
 
 
+def test_a_backfill_that_would_leave_a_gap_is_refused_before_any_request(
+    fake, config, sqlite_url
+) -> None:
+    args = ["backfill", "gtrends", "--start", "2024-03-01", "--end", "2024-06-30"]
+    assert run_cli(config, *args).exit_code == 0
+    sent, runs = len(fake.requests), query(sqlite_url, "SELECT count(*) FROM runs")
+    for extra in ([], ["--dry-run"]):
+        result = run_cli(
+            config, "backfill", "gtrends", "--start", "2020-01-01", "--end", "2020-12-31", *extra
+        )
+        assert result.exit_code == 2
+        assert result.stderr == (
+            "Error: 2020-01-01..2020-12-31 shares no day with the stored day windows "
+            "(2024-03-01..2024-06-30), so the two could not be put on one scale; extend the "
+            "range to reach them (--end 2024-03-01)\n"
+        )
+    assert len(fake.requests) == sent
+    assert query(sqlite_url, "SELECT count(*) FROM runs") == runs
+    bridged = ["backfill", "gtrends", "--start", "2023-10-01", "--end", "2024-03-01"]
+    assert run_cli(config, *bridged).exit_code == 0
+    assert run_cli(config, "aggregate").exit_code == 0
+
+
 def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> None:
     assert (
         run_cli(

@@ -154,6 +154,11 @@ def test_cli_options_select_the_series(filled: App, config_file: Path, tmp_path:
         (["--start", "2030-01-01", "-o", "x.png"], 1, "between 2030-01-01 and now"),
         (["--source", "pwc", "--variant", "x", "-o", "x.svg"], 1, "no shares stored for pwc / x"),
         (["--start", "yesterday", "-o", "x.png"], 2, "Error: --start: expected a date"),
+        (
+            ["--source", "pwc", "--granularity", "week", "-o", "x.svg"],
+            1,
+            "no week shares stored for pwc / all (--granularity ",
+        ),
     ],
 )
 def test_errors_are_one_line_and_write_no_file(

@@ -100,6 +100,30 @@ def test_archive_import_counts_and_shares(archive, config, sqlite_url, fmt) -> N
     assert {g for (g,) in granularities} == {"month", "quarter", "year"}
 
 
+def test_frameworks_without_pwc_codes_import_the_archive_and_share_nothing(
+    archive, tmp_path, sqlite_url
+) -> None:
+    extra = (
+        f'[pwc]\ncache_dir = "{tmp_path / "cache"}"\n[gtrends]\nenabled = false\n'
+        '[frameworks.pytorch]\nname = "PyTorch"\ngtrends = "pytorch"\n'
+    )
+    config = write_config(tmp_path / "no-codes.toml", sqlite_url, extra)
+    result = run_cli(config, *import_args(archive))
+    assert result.exit_code == 0, result.output
+    assert query(sqlite_url, "SELECT count(*) FROM pwc_links")[0][0] > 0
+    assert query(sqlite_url, "SELECT count(*) FROM framework_share")[0][0] == 0
+    assert run_cli(config, "aggregate").exit_code == 0
+
+
+def test_an_empty_links_url_is_named(tmp_path, sqlite_url, monkeypatch) -> None:
+    extra = f'[pwc]\ncache_dir = "{tmp_path / "cache"}"\n[gtrends]\nenabled = false\n'
+    config = write_config(tmp_path / "c.toml", sqlite_url, extra)
+    monkeypatch.setenv("TRENDS_PWC_LINKS_URL", "")
+    result = run_cli(config, "collect", "pwc-archive")
+    assert result.exit_code == 1
+    assert "no links file given ([pwc] links_url is empty and no --links)" in result.stderr
+
+
 def test_rerun_changes_nothing_and_other_framework_is_none(archive, config, sqlite_url) -> None:
     args = import_args(archive)
     assert run_cli(config, *args).exit_code == 0

@@ -80,6 +80,41 @@ def stored_plan_keys(app: App) -> set[str]:
         return set()
 
 
+def stored_span(app: App, resolution: str) -> tuple[date, date] | None:
+    """First and last day of the stored windows of ``resolution`` (configured geo, category and
+    property); None when there are none. Creates nothing (safe for --dry-run)."""
+    g = app.settings.gtrends
+    db_file = sqlite_file(app.settings.database.url)
+    if db_file is not None and not db_file.exists():
+        return None
+    query = select(func.min(GtrendsFetch.window_start), func.max(GtrendsFetch.window_end)).where(
+        GtrendsFetch.resolution == resolution,
+        GtrendsFetch.geo == g.geo,
+        GtrendsFetch.category == g.category,
+        GtrendsFetch.property == g.property,
+    )
+    try:
+        with app.engine.connect() as connection:
+            first, last = connection.execute(query).one()
+    except SQLAlchemyError:  # no schema yet
+        return None
+    return None if first is None else (date.fromisoformat(first), date.fromisoformat(last))
+
+
+def refuse_gap(app: App, start: date, end: date, resolution: str) -> None:
+    """Windows sharing no day with the stored ones could not be put on one scale with them, and
+    every later rebuild would fail: refuse such a range before fetching anything."""
+    span = stored_span(app, resolution)
+    if span is None or (start <= span[1] and end >= span[0]):
+        return
+    reach = f"--end {span[0]}" if end < span[0] else f"--start {span[1]}"
+    raise UsageError(
+        f"{start}..{end} shares no day with the stored {resolution} windows "
+        f"({span[0]}..{span[1]}), so the two could not be put on one scale; "
+        f"extend the range to reach them ({reach})"
+    )
+
+
 def backfill(app: App, start: date, end: date, resolution: str) -> RunRecord:
     """Fetch every planned window not stored yet, then rebuild the series; resumable."""
     from pipeline.collect import recorded_step
@@ -87,14 +122,17 @@ def backfill(app: App, start: date, end: date, resolution: str) -> RunRecord:
 
     plan = backfill_plan(app.settings, start, end, resolution)
     with app.writing():
+        refuse_gap(app, start, end, resolution)
         run = recorded_step(
             app, "backfill", SOURCES[SOURCE], lambda run: _report(fetch_plan(app, run, plan))
         )
-    if run.status != "ok":
+    if run.status == "partial":  # stopped by the source or the budget: a rerun continues
         raise StepFailed(
-            f"gtrends backfill {run.status}: {run.error} "
+            f"gtrends backfill partial: {run.error} "
             "(run the same command again to continue where it stopped)"
         )
+    if run.status != "ok":
+        raise StepFailed(f"gtrends backfill {run.status}: {run.error}")
     return run
 
 

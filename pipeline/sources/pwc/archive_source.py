@@ -229,6 +229,8 @@ def import_archive(
 ) -> ImportReport:
     """Import the archive (links + papers) in one transaction unless it is unchanged."""
     report = ImportReport()
+    if not links_location:
+        raise ArchiveError("no links file given ([pwc] links_url is empty and no --links)")
     if not papers_locations:  # every link would lack its date: all pwc shares would go
         raise ArchiveError("no papers file given ([pwc] papers_url is empty and no --papers)")
     http = HttpClient(HttpPolicy(app.settings.http))  # one budget for all files of the run
@@ -326,6 +328,8 @@ def share_rows(counts: pd.DataFrame, framework_of: dict[str, str]) -> list[dict]
     if counts.empty:
         return []
     counts = counts.assign(framework=counts["code"].map(framework_of)).dropna(subset=["framework"])
+    if counts.empty:  # no configured framework has a PwC code
+        return []
     frameworks = sorted(set(framework_of.values()))
     rows: list[dict] = []
     for granularity in GRANULARITIES:
