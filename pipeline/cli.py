@@ -362,7 +362,7 @@ def backfill_gtrends(
     if dry_run:
         plan = collector.backfill_plan(app.settings, first, last, resolution)
         collector.refuse_gap(app, first, last, resolution)
-        todo = set(unanswered(plan, collector.stored_plan_keys(app)))
+        todo = set(unanswered(plan, *collector.stored_plan_keys(app)))
         rows = [
             (
                 i,

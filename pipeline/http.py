@@ -230,7 +230,7 @@ class HttpClient:
         url: str,
         *,
         params: dict[str, str] | None = None,
-        headers: dict[str, str] | None = None,
+        headers: dict[str, str] | Callable[[], dict[str, str]] | None = None,
         stream_to: Callable[[requests.Response], None] | None = None,
         ok_statuses: frozenset[int] = frozenset({200}),
         on_response: Callable[[HttpResponse], None] | None = None,
@@ -240,6 +240,8 @@ class HttpClient:
         With ``stream_to``, the body is handed to that callable as a stream (for large
         downloads) and ``HttpResponse.body`` is empty. Otherwise ``on_response`` gets every
         response received, the retried ones included (to store them raw), before it is judged.
+        ``headers`` may be a callable, asked before every attempt (a download resumes a file
+        the previous attempt left cut off).
         """
 
         def attempt() -> HttpResponse:
@@ -248,7 +250,7 @@ class HttpClient:
                 response = self.session.get(
                     url,
                     params=params,
-                    headers=headers,
+                    headers=headers() if callable(headers) else headers,
                     timeout=self.policy.settings.timeout,
                     stream=stream_to is not None,
                 )

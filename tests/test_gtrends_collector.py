@@ -192,6 +192,18 @@ def test_a_backfill_that_would_leave_a_gap_is_refused_before_any_request(
     assert run_cli(config, "aggregate").exit_code == 0
 
 
+def test_a_backfill_starting_earlier_fetches_only_the_new_days(fake, config, sqlite_url) -> None:
+    args = ["backfill", "gtrends", "--end", "2024-12-31"]
+    assert run_cli(config, *args, "--start", "2022-01-01").exit_code == 0
+    before = data_requests(fake)
+    dry = run_cli(config, *args, "--start", "2021-06-01", "--dry-run")
+    assert dry.stdout.splitlines()[-1] == "12 requests in the plan, 4 to fetch (8 already stored)"
+    assert run_cli(config, *args, "--start", "2021-06-01").exit_code == 0
+    assert data_requests(fake) - before == 4  # 2 windows reaching 2021 x 2 batches
+    first = query(sqlite_url, "SELECT min(period_start) FROM gtrends_series WHERE resolution='day'")
+    assert first[0][0] == "2021-06-01"
+
+
 def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> None:
     assert (
         run_cli(

@@ -13,6 +13,7 @@ from pipeline.sources.gtrends.plan import (
     incremental_requests,
     keyword_batches,
     minimum_requests,
+    series_of,
     unanswered,
 )
 
@@ -180,3 +181,25 @@ def test_an_empty_database_starts_at_history_start():
     assert [(r.start, r.end) for r in default] == [(latest - timedelta(days=268), latest)]
     later = incremental_requests(["pytorch"], None, latest, history_start=latest + timedelta(1))
     assert [(r.start, r.end) for r in later] == [(latest, latest)]
+
+
+def test_windows_whose_days_are_all_stored_final_are_answered():
+    """A backfill starting earlier than the stored history lies on another grid; only its
+    windows that reach unstored days are asked (and they overlap the stored ones)."""
+    stored = build_plan(FRAMEWORKS, date(2016, 1, 1), date(2020, 12, 31), "day")
+    final = {}
+    for request in stored:
+        final.setdefault(series_of(request.key), []).append((request.start, request.end))
+    earlier = build_plan(FRAMEWORKS, date(2015, 1, 1), date(2020, 12, 31), "day")
+    todo = unanswered(earlier, [], final)
+    assert {r.start for r in todo} == {date(2015, 1, 1), date(2015, 7, 29)}
+    assert all(r.end >= date(2016, 1, 1) or r.start == date(2015, 1, 1) for r in todo)
+    assert (len(todo), len(earlier)) == (4, 22)  # 2 windows x 2 batches instead of 22
+    # A day that was partial in its window is not final: the window reaching it is asked.
+    last_day_partial = {s: [(a, b - timedelta(days=1)) for a, b in d] for s, d in final.items()}
+    again = build_plan(FRAMEWORKS, date(2020, 4, 7), date(2020, 12, 31), "day")
+    assert unanswered(again, [], final) == []
+    assert unanswered(again, [], last_day_partial) == again
+    # Other keywords or another region hold nothing for these requests.
+    other = build_plan(FRAMEWORKS, date(2017, 1, 1), date(2017, 6, 30), "day", geo="US")
+    assert unanswered(other, [], final) == other

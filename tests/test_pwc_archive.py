@@ -610,7 +610,11 @@ def test_truncated_download_and_503_are_retried(tmp_path: Path) -> None:
         server.fail_next(fake.truncated(), fake.status(503))
         result = fetch_archive(server.url("f.json.gz"), tmp_path, client.client())
         assert result.downloaded and result.path.read_bytes() == GZIP_BYTES
-        assert [r.status for r in server.requests] == [200, 503, 200]
+        # The retry after the cut body resumes it in the same run instead of starting over.
+        assert [r.status for r in server.requests] == [200, 503, 206]
+        cut, resumed = server.requests[0], server.requests[-1]
+        assert resumed.headers["Range"] == f"bytes={cut.body_bytes}-"
+        assert cut.body_bytes + resumed.body_bytes == len(GZIP_BYTES)
         assert len(client.sleeps) == 2
 
 
@@ -638,6 +642,27 @@ def test_interrupted_download_resumes_with_range(tmp_path: Path) -> None:
         assert resumed.status == 206 and resumed.headers["Range"] == f"bytes={part_size(server)}-"
         assert resumed.body_bytes < len(GZIP_BYTES)
         assert not part.exists()
+
+
+def test_a_whole_part_file_left_by_a_kill_is_finished_without_a_request(tmp_path: Path) -> None:
+    """Killed between the last byte and the rename: the .part holds the whole file (its size
+    is the one the server announced), so it is checked and kept, not downloaded again."""
+    with fake.ArchiveFileServer({"f.json.gz": GZIP_BYTES}) as server:
+        url = server.url("f.json.gz")
+        target = fetch_archive(url, tmp_path, fake.FastHttp().client()).path
+        part = target.with_name(target.name + ".part")
+        sidecar = target.with_name(target.name + ".meta.json")
+        meta = json.loads(sidecar.read_text())
+        part.with_name(part.name + ".json").write_text(
+            json.dumps({k: meta[k] for k in ("etag", "last_modified", "size")})
+        )
+        target.replace(part)
+        sidecar.unlink()
+        sent = len(server.requests)
+        result = fetch_archive(url, tmp_path, fake.FastHttp().client())
+        assert result.path.read_bytes() == GZIP_BYTES and not part.exists()
+        assert len(server.requests) == sent
+        assert fetch_archive(url, tmp_path, fake.FastHttp().client()).downloaded is False
 
 
 def part_size(server: fake.ArchiveFileServer) -> int:

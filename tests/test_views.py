@@ -191,6 +191,8 @@ def test_quarterly_pwc_shares_has_all_and_official_side_by_side(engine: Engine) 
         ("2020-01-01", "tensorflow", 30, pytest.approx(0.3), 2, pytest.approx(0.2)),
     ]
     assert len(rows) == 6
+    counts = [count for row in rows for count in (row[2], row[4]) if count is not None]
+    assert counts and all(type(count) is int for count in counts)  # 30, not 30.0 (0004)
 
 
 def test_weekly_gtrends_shares_is_weekly_gtrends_only(engine: Engine) -> None:

@@ -36,6 +36,7 @@ from pipeline.sources.gtrends.plan import (
     build_plan,
     date_windows,
     incremental_requests,
+    series_of,
     unanswered,
 )
 from storage.db import sqlite_file
@@ -69,15 +70,16 @@ def backfill_plan(
     return _plan_for(settings, start, end, resolution)
 
 
-def stored_plan_keys(app: App) -> set[str]:
-    """Plan keys already fetched, without creating or migrating anything (for --dry-run)."""
+def stored_plan_keys(app: App) -> tuple[set[str], dict[str, list[tuple[date, date]]]]:
+    """Plan keys already fetched and their :func:`final_days`, without creating or migrating
+    anything (for --dry-run)."""
     db_file = sqlite_file(app.settings.database.url)
     if db_file is not None and not db_file.exists():
-        return set()
+        return set(), {}
     try:
-        return fetched_keys(app.engine, app.settings)
+        return fetched_keys(app.engine, app.settings), final_days(app.engine, app.settings)
     except SQLAlchemyError:  # no schema yet
-        return set()
+        return set(), {}
 
 
 def stored_span(app: App, resolution: str) -> tuple[date, date] | None:
@@ -193,6 +195,28 @@ def fetched_keys(engine: Engine, settings: Settings) -> set[str]:
         )
 
 
+def final_days(engine: Engine, settings: Settings) -> dict[str, list[tuple[date, date]]]:
+    """Per series (``plan.series_of``), the days each stored window holds final data for: its
+    whole window, or all but its last day when that day was partial."""
+    g = settings.gtrends
+    query = select(
+        GtrendsFetch.plan_key,
+        GtrendsFetch.window_start,
+        GtrendsFetch.window_end,
+        GtrendsFetch.has_partial,
+    ).where(
+        GtrendsFetch.geo == g.geo,
+        GtrendsFetch.category == g.category,
+        GtrendsFetch.property == g.property,
+    )
+    days: dict[str, list[tuple[date, date]]] = {}
+    with engine.connect() as connection:
+        for key, first, last, has_partial in connection.execute(query):
+            end = date.fromisoformat(last) - timedelta(days=1 if has_partial else 0)
+            days.setdefault(series_of(key), []).append((date.fromisoformat(first), end))
+    return days
+
+
 def stored_until(engine: Engine, settings: Settings) -> date | None:
     """The last day with final (not partial) daily data for every configured framework."""
     g = settings.gtrends
@@ -287,7 +311,7 @@ def fetch_plan(
 ) -> FetchOutcome:
     """Fetch every planned request not stored yet. Errors propagate after committed steps."""
     settings = app.settings
-    todo = unanswered(plan, fetched_keys(app.engine, settings))
+    todo = unanswered(plan, fetched_keys(app.engine, settings), final_days(app.engine, settings))
     outcome = FetchOutcome(skipped=len(plan) - len(todo))
     if not todo:
         return outcome

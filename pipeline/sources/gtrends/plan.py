@@ -18,7 +18,8 @@ daily ≤ 269 days, weekly ≤ 1800 days (≈ 5 years), monthly one window. Neig
 overlap by at least 60 days (daily) or 1 year (weekly). Windows start on a fixed grid from
 ``start`` with step = length − overlap and the last window ends exactly at ``end``; extending
 ``end`` later keeps every earlier grid window unchanged, so a resumed or extended backfill
-finds them already fetched (``PlannedRequest.key`` is the resume fingerprint).
+finds them already fetched (``PlannedRequest.key`` is the resume fingerprint). A window whose
+days the stored windows already hold (final) is not asked either (:func:`unanswered`).
 """
 
 from __future__ import annotations
@@ -82,22 +83,52 @@ def _without_start(key: str) -> tuple[str, str]:
     return "|".join([*fields[:5], end, *fields[6:]]), start
 
 
-def unanswered(plan: Sequence[PlannedRequest], fetched_keys: Iterable[str]) -> list[PlannedRequest]:
+def series_of(key: str) -> str:
+    """A plan key without its timeframe: the keywords, region and resolution it belongs to."""
+    fields = key.split("|")
+    return "|".join([*fields[:5], *fields[6:]])
+
+
+def _holds(spans: list[tuple[date, date]], first: date, last: date) -> bool:
+    """Whether the union of ``spans`` (sorted) contains every day of ``first..last``."""
+    for start, end in spans:
+        if start > first:
+            return False
+        if end >= first:
+            first = end + timedelta(days=1)
+        if first > last:
+            return True
+    return False
+
+
+def unanswered(
+    plan: Sequence[PlannedRequest],
+    fetched_keys: Iterable[str],
+    final_days: Mapping[str, list[tuple[date, date]]] | None = None,
+) -> list[PlannedRequest]:
     """The requests of ``plan`` whose data is not stored yet.
 
     A request is answered when it was fetched, or when a fetched request for the same keywords,
     region and resolution ends on the same day (so its last, possibly partial, day is as fresh)
-    and starts no later: it holds every day the request would bring.
+    and starts no later, or when the stored windows of its series together hold final data for
+    every one of its days (``final_days``: per :func:`series_of`, the (first, last) final day
+    of each stored window). The last rule keeps a backfill that starts earlier than the stored
+    history from fetching that history again: its windows lie on another grid, but only those
+    that reach new days are asked, and they overlap the stored ones, which ties the scales.
     """
     earliest: dict[str, str] = {}
     for key in fetched_keys:
         rest, start = _without_start(key)
         earliest[rest] = min(start, earliest.get(rest, start))
+    spans = {series: sorted(days) for series, days in (final_days or {}).items()}
     todo = []
     for request in plan:
         rest, start = _without_start(request.key)
-        if rest not in earliest or start < earliest[rest]:  # ISO dates compare as text
-            todo.append(request)
+        if rest in earliest and start >= earliest[rest]:  # ISO dates compare as text
+            continue
+        if _holds(spans.get(series_of(request.key), []), request.start, request.end):
+            continue
+        todo.append(request)
     return todo
 
 

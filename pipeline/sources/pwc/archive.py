@@ -837,42 +837,54 @@ def _download(url: str, cache_dir: Path, http: HttpClient) -> FetchResult:
     cached = _validators(_load_json(meta_path)) if target.exists() else None
     if cached and cached.size != target.stat().st_size:
         cached = None  # the copy does not match its sidecar: fetch it again
-    headers: dict[str, str] = {}
-    if cached:
-        if cached.etag:
-            headers["If-None-Match"] = cached.etag
-        if cached.last_modified:
-            headers["If-Modified-Since"] = cached.last_modified
-    else:
-        partial = _validators(_load_json(part.with_name(part.name + ".json")))
+    download = _Download(url, part, cached)
+    sent: dict[str, str] = {}
+
+    def request_headers() -> dict[str, str]:
+        """Asked before every attempt: a retry resumes what the last attempt wrote."""
+        sent.clear()
+        if cached:
+            if cached.etag:
+                sent["If-None-Match"] = cached.etag
+            if cached.last_modified:
+                sent["If-Modified-Since"] = cached.last_modified
+            return dict(sent)
+        partial = _validators(_load_json(download.part_meta))
         validator = partial and (partial.etag or partial.last_modified)
         if validator and part.exists() and part.stat().st_size > 0:
-            headers["Range"] = f"bytes={part.stat().st_size}-"
-            headers["If-Range"] = validator  # a changed file comes back whole (200)
+            sent["Range"] = f"bytes={part.stat().st_size}-"
+            sent["If-Range"] = validator  # a changed file comes back whole (200)
+        return dict(sent)
 
-    download = _Download(url, part, cached)
-    try:
-        response = http.get(
-            url, headers=headers, stream_to=download, ok_statuses=frozenset({200, 206, 304})
-        )
-    except ArchiveError:
-        part.unlink(missing_ok=True)
-        download.part_meta.unlink(missing_ok=True)
-        raise
-    if response.status == 304 or (response.status == 200 and download.skipped):
-        if not cached:
-            raise ArchiveError(f"{url}: server answered 304 but nothing is cached")
-        log.info("%s: cached copy is current (%s)", url, target)
-        return FetchResult(
-            target, downloaded=False, size=target.stat().st_size, status=response.status
-        )
-    if response.status == 416 and headers.get("Range"):
-        part.unlink(missing_ok=True)  # our partial file is longer than the remote one
-        return _download(url, cache_dir, http)
-    if response.status not in (200, 206):
-        if _looks_like_html(response.body[:512]):
-            raise ArchiveError(f"{url}: HTTP {response.status} with an HTML page")
-        raise ArchiveError(f"{url}: HTTP {response.status}")
+    finished = None if cached else _validators(_load_json(download.part_meta))
+    if finished and finished.size and part.exists() and part.stat().st_size == finished.size:
+        # Whole already (a run stopped between the last byte and the rename): no request.
+        download.validators, status = finished, None
+    else:
+        try:
+            response = http.get(
+                url,
+                headers=request_headers,
+                stream_to=download,
+                ok_statuses=frozenset({200, 206, 304}),
+            )
+        except ArchiveError:
+            part.unlink(missing_ok=True)
+            download.part_meta.unlink(missing_ok=True)
+            raise
+        status = response.status
+        if status == 304 or (status == 200 and download.skipped):
+            if not cached:
+                raise ArchiveError(f"{url}: server answered 304 but nothing is cached")
+            log.info("%s: cached copy is current (%s)", url, target)
+            return FetchResult(target, downloaded=False, size=target.stat().st_size, status=status)
+        if status == 416 and sent.get("Range"):
+            part.unlink(missing_ok=True)  # our partial file is longer than the remote one
+            return _download(url, cache_dir, http)
+        if status not in (200, 206):
+            if _looks_like_html(response.body[:512]):
+                raise ArchiveError(f"{url}: HTTP {status} with an HTML page")
+            raise ArchiveError(f"{url}: HTTP {status}")
 
     try:
         sniff_format(part)
@@ -885,4 +897,4 @@ def _download(url: str, cache_dir: Path, http: HttpClient) -> FetchResult:
     stored = {"url": redact_url(url)[0], **asdict(download.validators), "size": _size(target)}
     _write_json(meta_path, stored)
     log.info("%s: downloaded %d bytes to %s", url, target.stat().st_size, target)
-    return FetchResult(target, downloaded=True, size=target.stat().st_size, status=response.status)
+    return FetchResult(target, downloaded=True, size=target.stat().st_size, status=status)
