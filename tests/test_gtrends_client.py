@@ -132,6 +132,21 @@ def test_retry_after_is_honoured(server, recorder):
     assert [r.status for r, _ in recorder.responses].count(429) == 2  # stored raw as well
 
 
+def test_a_long_retry_after_is_capped_at_backoff_max(recorder):
+    """`Retry-After: 86400` must not put the run to sleep for a day."""
+    policy = HttpPolicy(HttpSettings(backoff_max=0.05), sleep=recorder.sleeps.append)
+    answers = iter([TransientError("429", status=429, retry_after=3600), None])
+
+    def attempt() -> str:
+        error = next(answers)
+        if error:
+            raise error
+        return "ok"
+
+    assert policy.call(attempt, what="GET x") == "ok"
+    assert recorder.sleeps == [0.05]
+
+
 def test_429_without_retry_after_backs_off_with_jitter(server, recorder):
     server.inject("explore", Fault.too_many_requests(), Fault.too_many_requests())
     make_client(server.base_url, recorder).fetch(DAILY)

@@ -204,6 +204,30 @@ def test_a_backfill_starting_earlier_fetches_only_the_new_days(fake, config, sql
     assert first[0][0] == "2021-06-01"
 
 
+def test_a_window_is_stored_whole_or_not_at_all(fake, config, sqlite_url) -> None:
+    """Its fetch row and its cells are one transaction: a failure between them must not leave
+    a fetch without cells, which every rerun would count as stored (a permanent gap)."""
+    args = ["backfill", "gtrends", "--start", "2024-03-01", "--end", "2024-06-30"]
+    app = App.from_config(config)
+    app.prepare_for_reading()  # the schema, so that the trigger can be created
+    app.close()
+    engine = create_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(
+            "CREATE TRIGGER refuse_cells BEFORE INSERT ON gtrends_cells "
+            "BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    assert run_cli(config, *args).exit_code == 1
+    assert query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0] == 0
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TRIGGER refuse_cells")
+    engine.dispose()
+    before = data_requests(fake)
+    assert run_cli(config, *args).exit_code == 0
+    assert data_requests(fake) - before == 2  # the window of each batch, asked again
+    assert query(sqlite_url, "SELECT count(*) FROM gtrends_cells")[0][0] > 0
+
+
 def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> None:
     assert (
         run_cli(

@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from pipeline.sources.gtrends.aggregate import significant
+from pipeline.shares import share_rows
+from pipeline.sources.gtrends.aggregate import informative_periods, significant
 from tests.conftest import gtrends_config, query, run_cli
 from tests.fakes.gtrends_server import FakeGoogleTrends
 
@@ -114,3 +115,25 @@ def test_a_framework_removed_from_the_configuration_leaves_the_shares(
 def test_values_keep_three_significant_digits() -> None:
     values = pd.Series([0.0, 100.0, 99.96, 12.345, 0.0012345, 0.5, 1234.5, 7])
     assert significant(values).tolist() == [0.0, 100.0, 100.0, 12.3, 0.00123, 0.5, 1230.0, 7.0]
+
+
+def test_a_period_whose_largest_value_equals_the_threshold_is_informative() -> None:
+    cells = pd.DataFrame(
+        {"period_start": ["2024-01-01", "2024-01-01", "2024-01-02"], "value": [5, 0.5, 4.9]}
+    )
+    assert informative_periods(cells, 5) == {"2024-01-01"}
+
+
+def test_periods_whose_values_add_up_to_zero_have_no_shares() -> None:
+    values = pd.DataFrame(
+        {
+            "period_start": ["2024-01-01", "2024-01-01", "2024-04-01", "2024-04-01"],
+            "framework": ["pytorch", "jax", "pytorch", "jax"],
+            "value": [0, 0, 3, 1],
+        }
+    )
+    rows = share_rows(values, "pwc-api", "papers", "quarter")
+    assert [(r["period_start"], r["framework"], r["share"]) for r in rows] == [
+        ("2024-04-01", "pytorch", 0.75),
+        ("2024-04-01", "jax", 0.25),
+    ]

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import sqlite3
 import subprocess
 import sys
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import inspect, make_url, text
 
 from pipeline.app import App
 from pipeline.config import load_settings
@@ -162,6 +164,19 @@ def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sqlite_url: st
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
         # The WAL is cut back after checkpoints instead of keeping its largest size.
         assert connection.exec_driver_sql("PRAGMA journal_size_limit").scalar() == 8 * 2**20
+    engine.dispose()
+
+
+def test_sqlite_write_transactions_take_the_write_lock_when_they_begin(sqlite_url: str) -> None:
+    """BEGIN IMMEDIATE: a transaction that reads before it writes cannot fail half-way with
+    "database is locked" when another writer got in between its read and its write."""
+    engine = make_engine(sqlite_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("SELECT 1")  # no write yet
+        other = sqlite3.connect(make_url(sqlite_url).database, timeout=0)
+        with pytest.raises(sqlite3.OperationalError, match="database is locked"):
+            other.execute("BEGIN IMMEDIATE")
+        other.close()
     engine.dispose()
 
 

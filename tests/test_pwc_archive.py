@@ -557,6 +557,20 @@ def test_matching_validators_skip_when_server_ignores_conditionals(tmp_path: Pat
         assert first.path.stat().st_mtime_ns == mtime
 
 
+def test_a_changed_file_of_the_same_size_is_downloaded(tmp_path: Path) -> None:
+    """A server that ignores conditional GETs answers 200 with the whole file; it is the cached
+    one only when its ETag matches too, not merely its size."""
+    payload = json.dumps([{"a": i} for i in range(3000)]).encode()
+    old, new = gzip.compress(payload, mtime=1), gzip.compress(payload, mtime=2)
+    assert len(old) == len(new) and old != new
+    with fake.ArchiveFileServer({"f.json.gz": old}, conditional=False) as server:
+        http = fake.FastHttp().client()
+        fetch_archive(server.url("f.json.gz"), tmp_path, http)
+        server.put("f.json.gz", new)
+        again = fetch_archive(server.url("f.json.gz"), tmp_path, http)
+        assert again.downloaded and again.path.read_bytes() == new
+
+
 def test_without_validators_every_fetch_downloads(tmp_path: Path) -> None:
     with fake.ArchiveFileServer({"f.parquet": PARQUET_BYTES}, validators=False) as server:
         http = fake.FastHttp().client()

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from pipeline.sources.pwc.api_source import quarters
 from tests.conftest import query, run_cli, write_config
 from tests.fakes import pwc_data
 from tests.fakes.pwc_server import ArchiveFileServer, FakePwcApi, html_page, status
@@ -392,6 +394,32 @@ def test_a_quarter_collected_while_running_is_completed_after_it_ends(
         "note: 2024-10-01: incomplete quarter"
     ]
     assert "up to 2024-11-20" in notes["2024-11-20"][0]
+
+
+def test_quarters_cover_mid_quarter_and_december_starts() -> None:
+    assert quarters(date(2025, 3, 15), date(2025, 4, 1)) == [
+        (date(2025, 1, 1), date(2025, 3, 31)),
+        (date(2025, 4, 1), date(2025, 6, 30)),
+    ]
+    assert quarters(date(2024, 12, 31), date(2025, 1, 1)) == [
+        (date(2024, 10, 1), date(2024, 12, 31)),
+        (date(2025, 1, 1), date(2025, 3, 31)),
+    ]
+
+
+def test_a_quarter_fetched_on_its_last_day_is_fetched_again(
+    tmp_path, sqlite_url, monkeypatch
+) -> None:
+    """Papers of a quarter's last day may not be counted yet on that day: only a run after
+    the quarter's end makes it final."""
+    with FakePwcApi(LINKS, PAPERS) as api:
+        config = api_config(tmp_path, sqlite_url, api)
+        for today in ("2024-09-30", "2024-10-01"):
+            monkeypatch.setenv("TRENDS_TODAY", today)
+            assert run_cli(config, "collect", "pwc-api").exit_code == 0
+        asked = [r.query.get("start_date") for r in api.requests]
+    frameworks = len(query(sqlite_url, "SELECT DISTINCT framework FROM pwc_api_counts"))
+    assert asked.count("2024-07-01") == 2 * frameworks  # on 09-30, and again on 10-01
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ not in raw_responses, runs.error, log lines, `Error:` lines or the download cach
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -11,6 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.app import App
+from pipeline.http import HttpResponse
+from pipeline.rawstore import store_response
 from pipeline.redact import host_of, redact_text, redact_url
 from tests.conftest import query, write_config
 from tests.fakes import pwc_data
@@ -32,6 +36,20 @@ def test_redact_text_replaces_user_info_and_secret_parameters() -> None:
         == "https://REDACTED@h/p?token=REDACTED"
     )
     assert host_of(f"http://bob:{SECRET}@h:8080/a") == "h:8080"
+    # Parameter names are matched whatever their case.
+    assert redact_url(f"https://h/p?Token={SECRET}&API_KEY={SECRET}")[1] == {
+        "Token": "REDACTED",
+        "API_KEY": "REDACTED",
+    }
+
+
+def test_request_parameters_are_stored_redacted(app: App) -> None:
+    """A collector passing a secret in ``params`` (not in the URL) still stores it redacted."""
+    app.prepare_for_reading()
+    response = HttpResponse(url="https://h/api", status=200, headers={}, body=b"{}")
+    store_response(app.engine, None, "demo", response, {"params": {"token": SECRET, "q": "x"}})
+    (params,) = query(app.settings.database.url, "SELECT params FROM raw_responses")[0]
+    assert json.loads(params) == {"token": "REDACTED", "q": "x"}
 
 
 def unused_port() -> int:

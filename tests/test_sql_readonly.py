@@ -80,6 +80,8 @@ def test_select_prints_rows_in_each_format(filled: App, config_file: Path) -> No
         "PRAGMA user_version = 7",
         "PRAGMA journal_mode = DELETE",
         "PRAGMA wal_checkpoint",
+        "PRAGMA optimize",
+        "PRAGMA wal_checkpoint(TRUNCATE)",
         "VACUUM",
         "REINDEX",
         "SELECT load_extension('x')",
