@@ -28,7 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGoogleTrends]:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogleTrends]:
+    monkeypatch.setenv("TRENDS_TODAY", TODAY.isoformat())  # one day, even across midnight
     with FakeGoogleTrends(today=TODAY) as server:
         yield server
 

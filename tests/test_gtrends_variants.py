@@ -23,8 +23,10 @@ SERIES = "SELECT * FROM gtrends_series ORDER BY id"
 
 
 @pytest.fixture
-def fake() -> Iterator[FakeGoogleTrends]:
-    with FakeGoogleTrends(today=datetime.now(UTC).date()) as server:
+def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeGoogleTrends]:
+    today = datetime.now(UTC).date()
+    monkeypatch.setenv("TRENDS_TODAY", today.isoformat())  # one day, even across midnight
+    with FakeGoogleTrends(today=today) as server:
         yield server
 
 
