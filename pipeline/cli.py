@@ -361,7 +361,7 @@ def backfill_gtrends(
             )
     if dry_run:
         plan = collector.backfill_plan(app.settings, first, last, resolution)
-        collector.refuse_gap(app, first, last, resolution)
+        collector.refuse_gap(app, plan, resolution)
         todo = set(unanswered(plan, *collector.stored_plan_keys(app)))
         rows = [
             (

@@ -26,8 +26,9 @@ from storage.upsert import upsert
 log = logging.getLogger(__name__)
 
 # After a source blocks us (Google's CAPTCHA page), scheduled runs leave it alone this long:
-# asking again every cron tick would prolong the block ("stop for the day").
-BLOCK_COOLDOWN = timedelta(hours=24)
+# asking again every cron tick would prolong the block ("stop for the day"). Under a day, so
+# that a daily schedule's next fire (a day after the run that was blocked) still goes ahead.
+BLOCK_COOLDOWN = timedelta(hours=20)
 BLOCKED_AT = "blocked_at"  # source_state key: when the source last blocked us (ISO UTC)
 
 
@@ -84,9 +85,13 @@ def blocked_until(app: App, source: str, now: datetime) -> datetime | None:
                 SourceState.source == source, SourceState.key == BLOCKED_AT
             )
         ).scalar()
+        success = last_success(connection, source)
     if value is None:
         return None
-    until = datetime.fromisoformat(value.replace("Z", "+00:00")) + BLOCK_COOLDOWN
+    blocked = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    if success is not None and success.started >= blocked:  # timestamps are whole seconds
+        return None  # a collect succeeded since (say, run by hand): the block is over
+    until = blocked + BLOCK_COOLDOWN
     return until if now < until else None
 
 

@@ -367,7 +367,9 @@ def _check_semantics(settings: Settings, origins: dict[str, str]) -> None:
         ("[pwc] api_url", settings.pwc.api_url, settings.pwc.api_enabled),
     ):
         parts = urlsplit(url)
-        if used and (parts.scheme not in ("http", "https") or not parts.netloc):
+        # Checked when set, or when the source is on (an empty URL of a source that is off is
+        # fine: `backfill gtrends` still uses [gtrends] base_url when gtrends is off).
+        if (used or url) and (parts.scheme not in ("http", "https") or not parts.netloc):
             raise fail(key, f"expected an http:// or https:// URL, got {redact_url(url)[0]!r}")
     problem = _database_url_problem(settings.database.url)
     if problem:

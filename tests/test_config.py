@@ -313,7 +313,10 @@ def test_cli_reports_a_file_that_is_not_utf8_in_one_line_exit_2(tmp_path: Path) 
     assert result.stderr == f"Error: {path}: file: not UTF-8 text (byte 0xff at offset 0)\n"
 
 
-def test_a_url_of_a_disabled_source_is_not_checked(tmp_path: Path) -> None:
+def test_an_empty_url_of_a_disabled_source_is_fine_but_a_bad_one_is_not(tmp_path: Path) -> None:
     path = tmp_path / "c.toml"
     path.write_text('[pwc]\napi_enabled = false\napi_url = ""\n')
     assert load_settings(path).pwc.api_url == ""
+    path.write_text('[gtrends]\nenabled = false\nbase_url = "trends.google.com/trends"\n')
+    with pytest.raises(ConfigError, match="expected an http:// or https:// URL"):
+        load_settings(path)

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import create_engine
 
 from pipeline.app import App
-from pipeline.collect import due_now
+from pipeline.collect import blocked_until, due_now
 from pipeline.sources import SOURCES
 from pipeline.sources.gtrends import aggregate
 from tests.conftest import gtrends_config, query, run_cli, write_config
@@ -151,7 +151,7 @@ def test_a_captcha_redirect_stops_at_once_and_scheduled_runs_wait_a_day(
     fake, config, sqlite_url
 ) -> None:
     """Google's block (a 302 to /sorry/, which answers 429) is not retried like a 429: the run
-    stops, and `collect --due` leaves Google alone for 24 h instead of hitting it every tick."""
+    stops, and `collect --due` leaves Google alone for 20 h instead of hitting it every tick."""
     fake.inject("explore", Fault.captcha_redirect())
     blocked = run_cli(config, "collect", "gtrends")
     assert blocked.exit_code == 1 and "CAPTCHA or block page" in blocked.stderr
@@ -164,8 +164,18 @@ def test_a_captcha_redirect_stops_at_once_and_scheduled_runs_wait_a_day(
     try:
         now = datetime.now(UTC)
         source = SOURCES["gtrends"]
-        assert not due_now(app, source, now + timedelta(hours=23))
-        assert due_now(app, source, now + timedelta(hours=25))
+        assert not due_now(app, source, now + timedelta(hours=19))
+        assert due_now(app, source, now + timedelta(hours=21))  # a daily fire still runs
+    finally:
+        app.close()
+    # A collect run by hand that succeeds ends the block at once.
+    assert run_cli(config, "collect", "gtrends").exit_code == 0
+    sent = len(fake.requests)
+    assert run_cli(config, "collect", "--due", "gtrends").exit_code == 0
+    assert len(fake.requests) == sent  # not due: it just succeeded, and no longer blocked
+    app = App.from_config(config)
+    try:
+        assert blocked_until(app, "gtrends", datetime.now(UTC)) is None
     finally:
         app.close()
 
@@ -191,6 +201,21 @@ def test_a_backfill_that_would_leave_a_gap_is_refused_before_any_request(
     bridged = ["backfill", "gtrends", "--start", "2023-10-01", "--end", "2024-03-01"]
     assert run_cli(config, *bridged).exit_code == 0
     assert run_cli(config, "aggregate").exit_code == 0
+
+
+def test_a_daily_range_that_meets_stored_weekly_windows_is_tied_through_them(
+    fake, config, sqlite_url
+) -> None:
+    weekly = ["--resolution", "week", "--start", "2022-01-01", "--end", "2024-06-29"]
+    assert run_cli(config, "backfill", "gtrends", *weekly).exit_code == 0
+    daily = ["--start", "2024-03-01", "--end", "2024-06-30"]
+    assert run_cli(config, "backfill", "gtrends", *daily).exit_code == 0
+    apart = ["--start", "2022-06-01", "--end", "2022-09-30"]  # no daily window that year
+    assert run_cli(config, "backfill", "gtrends", *apart).exit_code == 0
+    assert run_cli(config, "aggregate").exit_code == 0
+    # A short weekly range is stretched to a whole weekly window, which meets the stored ones.
+    short = ["--resolution", "week", "--start", "2024-05-05", "--end", "2024-06-29"]
+    assert run_cli(config, "backfill", "gtrends", *short, "--dry-run").exit_code == 0
 
 
 def test_a_backfill_starting_earlier_fetches_only_the_new_days(fake, config, sqlite_url) -> None:
@@ -227,6 +252,28 @@ def test_a_window_is_stored_whole_or_not_at_all(fake, config, sqlite_url) -> Non
     assert run_cli(config, *args).exit_code == 0
     assert data_requests(fake) - before == 2  # the window of each batch, asked again
     assert query(sqlite_url, "SELECT count(*) FROM gtrends_cells")[0][0] > 0
+
+
+def test_a_window_asked_beyond_googles_data_holds_only_the_days_it_got(
+    tmp_path, sqlite_url, monkeypatch
+) -> None:
+    """A backfill to a future --end stores a window whose days after Google's latest are empty:
+    the next days' collects must still fetch them."""
+    day_one = date(2026, 6, 2)
+    with FakeGoogleTrends(today=day_one) as server:
+        config = gtrends_config(tmp_path / "c.toml", sqlite_url, server.base_url)
+        monkeypatch.setenv("TRENDS_TODAY", day_one.isoformat())
+        args = ["backfill", "gtrends", "--start", "2026-01-01", "--end", "2026-06-20"]
+        assert run_cli(config, *args).exit_code == 0
+    for today in (date(2026, 6, 3), date(2026, 6, 4)):
+        with FakeGoogleTrends(today=today) as server:
+            monkeypatch.setenv("TRENDS_GTRENDS_BASE_URL", server.base_url)
+            monkeypatch.setenv("TRENDS_TODAY", today.isoformat())
+            assert run_cli(config, "collect", "gtrends").exit_code == 0
+        latest = query(
+            sqlite_url, "SELECT max(period_start) FROM gtrends_series WHERE resolution = 'day'"
+        )[0][0]
+        assert latest == server.latest_day.isoformat()
 
 
 def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> None:

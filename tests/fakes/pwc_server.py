@@ -242,10 +242,12 @@ class ArchiveFileServer(FakeServer):
         conditional: bool = True,  # False: ignore If-None-Match/If-Modified-Since (send 200)
         ranges: bool = True,
         validators: bool = True,  # False: send neither ETag nor Last-Modified
+        if_range: bool = True,  # False: serve a Range even when If-Range no longer matches
     ) -> None:
         super().__init__()
         self.conditional = conditional
         self.ranges = ranges
+        self.if_range = if_range
         self.validators = validators
         self._files: dict[str, _HostedFile] = {}
         self._versions = 0
@@ -289,7 +291,8 @@ class ArchiveFileServer(FakeServer):
         if self.conditional and self._not_modified(hosted, headers):
             return Reply(304, base)
         wanted = headers.get("Range")
-        if self.ranges and wanted and self._if_range_holds(hosted, last_modified, headers):
+        holds = not self.if_range or self._if_range_holds(hosted, last_modified, headers)
+        if self.ranges and wanted and holds:
             return self._partial(hosted, wanted, base)
         return Reply(200, base, hosted.content)
 

@@ -35,7 +35,7 @@ from pipeline.sources.gtrends.plan import MAX_KEYWORDS, PlannedRequest
 GOOGLE_TRENDS_URL = "https://trends.google.com/trends"
 CAPTCHA_MESSAGE = (
     "Google served a CAPTCHA or block page instead of data; scheduled runs (--due, "
-    "trends schedule) wait 24 h before asking again; run the same command later to continue"
+    "trends schedule) wait 20 h before asking again; run the same command later to continue"
 )
 DROPPED_HEADERS = frozenset({"set-cookie"})  # the NID cookie never reaches storage
 

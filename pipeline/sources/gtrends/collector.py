@@ -70,7 +70,7 @@ def backfill_plan(
     return _plan_for(settings, start, end, resolution)
 
 
-def stored_plan_keys(app: App) -> tuple[set[str], dict[str, list[tuple[date, date]]]]:
+def stored_plan_keys(app: App) -> tuple[set[str], dict[str, list[tuple[str, date, date]]]]:
     """Plan keys already fetched and their :func:`final_days`, without creating or migrating
     anything (for --dry-run)."""
     db_file = sqlite_file(app.settings.database.url)
@@ -103,16 +103,27 @@ def stored_span(app: App, resolution: str) -> tuple[date, date] | None:
     return None if first is None else (date.fromisoformat(first), date.fromisoformat(last))
 
 
-def refuse_gap(app: App, start: date, end: date, resolution: str) -> None:
+# The daily fit is tied to the weekly windows (tie.py), so a daily range that meets them is on
+# their scale. Monthly cells alone do not count: they tie nothing in years where every value is
+# "<1", which is most years before these frameworks existed.
+TIED_THROUGH = {"day": ("day", "week"), "week": ("week",), "month": ("month",)}
+
+
+def refuse_gap(app: App, plan: list[PlannedRequest], resolution: str) -> None:
     """Windows sharing no day with the stored ones could not be put on one scale with them, and
-    every later rebuild would fail: refuse such a range before fetching anything."""
-    span = stored_span(app, resolution)
-    if span is None or (start <= span[1] and end >= span[0]):
+    every later rebuild would fail: refuse such a plan before fetching anything."""
+    if not plan:
         return
-    reach = f"--end {span[0]}" if end < span[0] else f"--start {span[1]}"
+    start, end = min(r.start for r in plan), max(r.end for r in plan)
+    spans = {r: span for r in TIED_THROUGH[resolution] if (span := stored_span(app, r))}
+    if not spans or any(start <= last and end >= first for first, last in spans.values()):
+        return
+    first = min(first for first, _ in spans.values())
+    last = max(last for _, last in spans.values())
+    reach = f"--end {first}" if end < first else f"--start {last}"
     raise UsageError(
-        f"{start}..{end} shares no day with the stored {resolution} windows "
-        f"({span[0]}..{span[1]}), so the two could not be put on one scale; "
+        f"{start}..{end} shares no day with the stored {' or '.join(spans)} windows "
+        f"({first}..{last}), so the two could not be put on one scale; "
         f"extend the range to reach them ({reach})"
     )
 
@@ -124,7 +135,7 @@ def backfill(app: App, start: date, end: date, resolution: str) -> RunRecord:
 
     plan = backfill_plan(app.settings, start, end, resolution)
     with app.writing():
-        refuse_gap(app, start, end, resolution)
+        refuse_gap(app, plan, resolution)
         run = recorded_step(
             app, "backfill", SOURCES[SOURCE], lambda run: _report(fetch_plan(app, run, plan))
         )
@@ -195,26 +206,42 @@ def fetched_keys(engine: Engine, settings: Settings) -> set[str]:
         )
 
 
-def final_days(engine: Engine, settings: Settings) -> dict[str, list[tuple[date, date]]]:
-    """Per series (``plan.series_of``), the days each stored window holds final data for: its
-    whole window, or all but its last day when that day was partial."""
+def final_days(engine: Engine, settings: Settings) -> dict[str, list[tuple[str, date, date]]]:
+    """Per series (``plan.series_of``), each stored window's plan key and the days it holds
+    final data for: from its start to the end of its last final (not partial) period. A window
+    asked beyond the last day Google had holds nothing after that day."""
     g = settings.gtrends
-    query = select(
-        GtrendsFetch.plan_key,
-        GtrendsFetch.window_start,
-        GtrendsFetch.window_end,
-        GtrendsFetch.has_partial,
-    ).where(
-        GtrendsFetch.geo == g.geo,
-        GtrendsFetch.category == g.category,
-        GtrendsFetch.property == g.property,
+    query = (
+        select(
+            GtrendsFetch.plan_key,
+            GtrendsFetch.resolution,
+            GtrendsFetch.window_start,
+            func.max(GtrendsCell.period_start),
+        )
+        .join(GtrendsCell, GtrendsCell.fetch_id == GtrendsFetch.id)
+        .where(
+            GtrendsFetch.geo == g.geo,
+            GtrendsFetch.category == g.category,
+            GtrendsFetch.property == g.property,
+            GtrendsCell.is_partial.is_(False),
+        )
+        .group_by(GtrendsFetch.id, GtrendsFetch.plan_key, GtrendsFetch.resolution)
     )
-    days: dict[str, list[tuple[date, date]]] = {}
+    days: dict[str, list[tuple[str, date, date]]] = {}
     with engine.connect() as connection:
-        for key, first, last, has_partial in connection.execute(query):
-            end = date.fromisoformat(last) - timedelta(days=1 if has_partial else 0)
-            days.setdefault(series_of(key), []).append((date.fromisoformat(first), end))
+        for key, resolution, first, last_period in connection.execute(query):
+            last = _period_end(date.fromisoformat(last_period), resolution)
+            days.setdefault(series_of(key), []).append((key, date.fromisoformat(first), last))
     return days
+
+
+def _period_end(start: date, resolution: str) -> date:
+    if resolution == "week":
+        return start + timedelta(days=6)
+    if resolution == "month":
+        following = date(start.year + start.month // 12, start.month % 12 + 1, 1)
+        return following - timedelta(days=1)
+    return start
 
 
 def stored_until(engine: Engine, settings: Settings) -> date | None:

@@ -104,23 +104,29 @@ def _holds(spans: list[tuple[date, date]], first: date, last: date) -> bool:
 def unanswered(
     plan: Sequence[PlannedRequest],
     fetched_keys: Iterable[str],
-    final_days: Mapping[str, list[tuple[date, date]]] | None = None,
+    final_days: Mapping[str, list[tuple[str, date, date]]] | None = None,
 ) -> list[PlannedRequest]:
     """The requests of ``plan`` whose data is not stored yet.
 
     A request is answered when it was fetched, or when a fetched request for the same keywords,
     region and resolution ends on the same day (so its last, possibly partial, day is as fresh)
-    and starts no later, or when the stored windows of its series together hold final data for
-    every one of its days (``final_days``: per :func:`series_of`, the (first, last) final day
-    of each stored window). The last rule keeps a backfill that starts earlier than the stored
-    history from fetching that history again: its windows lie on another grid, but only those
-    that reach new days are asked, and they overlap the stored ones, which ties the scales.
+    and starts no later, or when stored windows of its series that are not in ``plan`` together
+    hold final data for every one of its days (``final_days``: per :func:`series_of`, each
+    stored window's key and first and last final day). The last rule keeps a backfill that
+    starts earlier than the stored history from fetching that history again: its windows lie
+    on another grid, and only those reaching new days are asked; they overlap the stored ones,
+    which ties the scales. Windows of the plan itself never count, so a plan stopped part-way
+    and resumed asks exactly what it would have asked without the stop.
     """
     earliest: dict[str, str] = {}
     for key in fetched_keys:
         rest, start = _without_start(key)
         earliest[rest] = min(start, earliest.get(rest, start))
-    spans = {series: sorted(days) for series, days in (final_days or {}).items()}
+    planned = {request.key for request in plan}
+    spans = {
+        series: sorted((first, last) for key, first, last in windows if key not in planned)
+        for series, windows in (final_days or {}).items()
+    }
     todo = []
     for request in plan:
         rest, start = _without_start(request.key)

@@ -696,6 +696,14 @@ class Validators:
             size=int(length) if length and length.isdigit() else None,
         )
 
+    def same_version(self, other: Validators) -> bool:
+        """No validator tells them apart (an ETag first, else Last-Modified)."""
+        if self.etag and other.etag:
+            return self.etag == other.etag
+        if self.last_modified and other.last_modified:
+            return self.last_modified == other.last_modified
+        return True
+
     def same_file(self, other: Validators) -> bool:
         """Same size and the same ETag (or, without ETags, the same Last-Modified)."""
         if self.size is None or self.size != other.size:
@@ -761,6 +769,12 @@ class _Download:
         if "html" in response.headers.get("Content-Type", "").lower():
             raise ArchiveError(f"{self.url}: server sent an HTML page instead of the archive file")
         if response.status_code == 206:
+            started = _validators(_load_json(self.part_meta))
+            if started and not started.same_version(served):
+                # A server that ignores If-Range would splice two versions of the file.
+                self.part.unlink(missing_ok=True)
+                self.part_meta.unlink(missing_ok=True)
+                raise TransientError(f"{self.url} changed during the download; starting over")
             start, total = _content_range(response.headers.get("Content-Range", ""), self.url)
             self.validators = Validators(served.etag, served.last_modified, total)
             mode = "r+b" if self.part.exists() else "wb"
