@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import difflib
+import logging
 import math
 import os
 import re
@@ -25,6 +27,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pipeline.errors import ConfigError
 from pipeline.http import HttpSettings
 from pipeline.redact import redact_url
+
+log = logging.getLogger(__name__)
 
 PACKAGED_CONFIG = "trends.toml"
 PACKAGED_ORIGIN = "packaged config/trends.toml"
@@ -427,4 +431,26 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         frameworks = _frameworks(base["frameworks"], PACKAGED_ORIGIN)
     settings = Settings(origin=origin, frameworks=frameworks, **sections)
     _check_semantics(settings, origins)
+    _warn_unknown_environment()
     return settings
+
+
+def environment_names() -> set[str]:
+    """Every TRENDS_* variable the program reads."""
+    settings = {
+        f"TRENDS_{section}_{f.name}".upper()
+        for section, schema in SECTIONS.items()
+        for f in dataclasses.fields(schema)
+    }
+    return settings | {ENV_CONFIG, "TRENDS_TODAY"}
+
+
+def _warn_unknown_environment() -> None:
+    """A mistyped override (TRENDS_DATABSE_URL) would be ignored without a word; say so. Only a
+    warning: other tools may use TRENDS_* names too. TRENDS_TEST_* belongs to the test suite."""
+    known = environment_names()
+    for name in sorted(os.environ):
+        if name.startswith("TRENDS_") and name not in known and not name.startswith("TRENDS_TEST_"):
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]}?)" if close else ""
+            log.warning("%s is not a setting and is ignored%s", name, hint)

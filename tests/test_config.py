@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import GTRENDS_PROPERTIES, NUMBER_BOUNDS, SECTIONS, load_settings
+from pipeline.config import (
+    GTRENDS_PROPERTIES,
+    NUMBER_BOUNDS,
+    SECTIONS,
+    environment_names,
+    load_settings,
+)
 from pipeline.errors import ConfigError
 from tests.conftest import run_cli
 
@@ -320,3 +328,23 @@ def test_an_empty_url_of_a_disabled_source_is_fine_but_a_bad_one_is_not(tmp_path
     path.write_text('[gtrends]\nenabled = false\nbase_url = "trends.google.com/trends"\n')
     with pytest.raises(ConfigError, match="expected an http:// or https:// URL"):
         load_settings(path)
+
+
+def test_an_unknown_trends_variable_is_named_with_a_guess(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[gtrends]\ngeo = "US"\n')
+    monkeypatch.setenv("TRENDS_DATABSE_URL", "sqlite:///elsewhere.db")
+    monkeypatch.setenv("TRENDS_TEST_ANYTHING", "1")  # the test suite's own
+    with caplog.at_level(logging.WARNING, "pipeline.config"):
+        load_settings(path)
+    assert [r.getMessage() for r in caplog.records] == [
+        "TRENDS_DATABSE_URL is not a setting and is ignored (did you mean TRENDS_DATABASE_URL?)"
+    ]
+
+
+def test_every_documented_environment_variable_is_read() -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    documented = set(re.findall(r"`(TRENDS_[A-Z_]+[A-Z])`", readme)) - {"TRENDS_TEST_POSTGRES_URL"}
+    assert documented and documented <= environment_names()
