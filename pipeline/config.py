@@ -320,6 +320,8 @@ def _database_url_problem(url: str) -> str | None:
         return str(error).splitlines()[0].replace(url, shown)
     except ImportError as error:
         return f"driver of {parsed.drivername!r} is not installed ({error})"
+    if backend == "sqlite" and parsed.database and Path(parsed.database).is_dir():
+        return f"{parsed.database} is a directory, not a database file"
     return None
 
 

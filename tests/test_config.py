@@ -183,6 +183,7 @@ def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.Monkey
         ("TRENDS_GTRENDS_PROPERTY", "radio", "[gtrends] property", "unknown 'radio'"),
         ("TRENDS_GTRENDS_BASE_URL", "notaurl", "[gtrends] base_url", "expected an http://"),
         ("TRENDS_PWC_API_URL", "ftp://x/api", "[pwc] api_url", "expected an http://"),
+        ("TRENDS_DATABASE_URL", "sqlite:////tmp", "[database] url", "/tmp is a directory"),
     ],
 )
 def test_meaningless_environment_value_names_the_variable_not_the_file(
