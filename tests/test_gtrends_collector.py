@@ -430,6 +430,27 @@ def test_sigkill_during_backfill_then_rerun_gives_the_uninterrupted_series(
     pd.testing.assert_frame_equal(series(sqlite_url), series(clean_url))
 
 
+def test_a_first_collect_stopped_before_the_second_batch_still_gets_its_whole_history(
+    fake, tmp_path, sqlite_url, monkeypatch
+) -> None:
+    """Stopped after the first window of the first batch, the rerun must not resume from that
+    batch's last day: the second batch has no history yet."""
+    gtrends = 'history_start = "2023-06-01"\n'
+    config = gtrends_config(tmp_path / "history.toml", sqlite_url, fake.base_url, gtrends)
+    monkeypatch.setenv("TRENDS_HTTP_REQUEST_BUDGET", "1")
+    assert run_cli(config, "collect", "gtrends").exit_code == 1  # partial: budget spent
+    monkeypatch.delenv("TRENDS_HTTP_REQUEST_BUDGET")
+    assert run_cli(config, "collect", "gtrends").exit_code == 0
+    firsts = query(
+        sqlite_url,
+        "SELECT framework, min(period_start) FROM gtrends_series WHERE resolution = 'day' "
+        "GROUP BY framework",
+    )
+    assert len(firsts) == 7 and {first for _, first in firsts} == {"2023-06-01"}
+    assert run_cli(config, "collect", "gtrends").exit_code == 0  # and nothing is asked twice
+    assert data_requests(fake) == query(sqlite_url, "SELECT count(*) FROM gtrends_fetches")[0][0]
+
+
 def test_first_collect_fetches_history_and_a_stopped_one_continues(
     fake, tmp_path, sqlite_url, monkeypatch
 ) -> None:

@@ -245,7 +245,10 @@ def _period_end(start: date, resolution: str) -> date:
 
 
 def stored_until(engine: Engine, settings: Settings) -> date | None:
-    """The last day with final (not partial) daily data for every configured framework."""
+    """The last day with final (not partial) daily data for every configured framework; None
+    while some configured framework has no daily data at all (a first collect stopped before
+    its batch was fetched, or a framework just added): the next collect then plans the daily
+    history from ``[gtrends] history_start``, which skips the windows already stored."""
     g = settings.gtrends
     query = (
         select(GtrendsCell.framework, func.max(GtrendsCell.period_start))
@@ -261,10 +264,10 @@ def stored_until(engine: Engine, settings: Settings) -> date | None:
     )
     with engine.connect() as connection:
         latest = dict(connection.execute(query).all())
-    if not latest:
+    configured = list(search_terms(settings).values())
+    if not latest or any(key not in latest for key in configured):
         return None
-    configured = [latest[key] for key in search_terms(settings).values() if key in latest]
-    return date.fromisoformat(min(configured or latest.values()))
+    return date.fromisoformat(min(latest[key] for key in configured))
 
 
 @dataclass
