@@ -26,6 +26,7 @@ from pipeline.errors import EXIT_FAILED, TrendsError, UsageError, one_line
 from pipeline.output import FILE_FORMATS, FORMATS, write_rows
 from pipeline.readonly import readonly_query
 from pipeline.redact import redact_text
+from pipeline.state import period_notes
 from storage import migrate
 
 log = logging.getLogger("pipeline")
@@ -252,9 +253,7 @@ def shares(
     if fmt != "table":
         write_rows(fmt, columns, rows, sys.stdout)
         shown = {(row[0], row[2]) for row in rows}  # (source, granularity) in the output
-        for (note_source, note_granularity), note in reports.period_notes(
-            app.readonly_engine
-        ).items():
+        for (note_source, note_granularity), note in period_notes(app.readonly_engine).items():
             if (note_source, note_granularity) in shown:
                 click.echo(f"note: {note_source}: {note}", err=True)
         return
@@ -262,7 +261,7 @@ def shares(
         click.echo("No shares stored yet for this selection.", err=True)
         return
     tables = reports.pivot_shares(rows, list(app.settings.frameworks))
-    notes = reports.period_notes(app.readonly_engine)
+    notes = period_notes(app.readonly_engine)
     for (group_source, variant, group_granularity), (head, body) in tables.items():
         click.echo(f"\n{group_source} / {variant} / {group_granularity}")
         write_rows("table", head, body, sys.stdout)

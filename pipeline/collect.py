@@ -12,16 +12,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select
-
 from pipeline.app import App
 from pipeline.errors import StepFailed, TrendsError, UsageError, one_line
 from pipeline.http import SourceBlocked, SourceError, SourceUnavailable
 from pipeline.runlog import RunRecord, last_success, recorded_run, utc_now
 from pipeline.schedule import is_due
 from pipeline.sources import SOURCES, Source, enabled_sources
-from storage.models import SourceState
-from storage.upsert import upsert
+from pipeline.state import read_state, write_state
 
 log = logging.getLogger(__name__)
 
@@ -71,20 +68,15 @@ def run_step(app: App, source: Source, run: RunRecord, work: Callable[[], None])
 
 
 def _remember_block(app: App, source: Source) -> None:
-    row = {"source": source.name, "key": BLOCKED_AT, "value": utc_now(), "updated_at": utc_now()}
     with app.engine.begin() as connection:
-        upsert(connection, SourceState, [row], ["source", "key"])
+        write_state(connection, source.name, {BLOCKED_AT: utc_now()})
 
 
 def blocked_until(app: App, source: str, now: datetime) -> datetime | None:
     """Until when scheduled runs leave ``source`` alone because it blocked us (None: they
     need not wait). Read-only."""
     with app.readonly_engine.connect() as connection:
-        value = connection.execute(
-            select(SourceState.value).where(
-                SourceState.source == source, SourceState.key == BLOCKED_AT
-            )
-        ).scalar()
+        value = read_state(connection, source, BLOCKED_AT)
         success = last_success(connection, source)
     if value is None:
         return None

@@ -16,7 +16,7 @@ from pipeline.errors import StepFailed, UsageError
 from pipeline.output import atomic_path, write_parquet, write_rows
 from pipeline.readonly import readonly_query
 from pipeline.runlog import last_success
-from storage.models import Base, FrameworkShare, Run, SourceState
+from storage.models import Base, FrameworkShare, Run
 
 if TYPE_CHECKING:
     from pipeline.config import Settings
@@ -147,20 +147,6 @@ def check_fresh(statuses: list[SourceStatus]) -> None:
     ]
     if late:
         raise StepFailed(f"overdue: {', '.join(late)}")
-
-
-def period_notes(engine: Engine) -> dict[tuple[str, str], str]:
-    """Notes sources leave about their data, e.g. an incomplete last quarter, by
-    (framework_share.source, granularity). Stored as ``source_state`` keys ``note:SOURCE:GRAN``."""
-    with engine.connect() as connection:
-        rows = connection.execute(
-            select(SourceState.key, SourceState.value).where(SourceState.key.like("note:%"))
-        ).all()
-    notes = {}
-    for key, value in rows:
-        _, source, granularity = key.split(":", 2)
-        notes[source, granularity] = value
-    return notes
 
 
 def parse_date(text: str | None, option: str) -> str | None:

@@ -6,10 +6,9 @@ from collections.abc import Sequence
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, delete, insert, select
+from sqlalchemy import Connection
 
-from pipeline.runlog import utc_now
-from storage.models import FrameworkShare, SourceState
+from storage.models import FrameworkShare
 from storage.upsert import replace_rows
 
 SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
@@ -35,25 +34,3 @@ def share_rows(values: pd.DataFrame, source: str, variant: str, granularity: str
 def replace_shares(connection: Connection, rows: list[dict], scope: Sequence[Any]) -> int:
     """Make the ``framework_share`` rows matching ``scope`` exactly ``rows`` (see replace_rows)."""
     return replace_rows(connection, FrameworkShare, rows, SHARE_KEY, scope)
-
-
-def replace_notes(
-    connection: Connection, state_source: str, share_source: str, notes: dict[str, str]
-) -> None:
-    """Make ``state_source``'s notes about ``share_source``'s periods (by granularity, e.g. an
-    incomplete last quarter; shown by ``trends shares``) exactly ``notes``. They are kept as
-    ``source_state`` keys ``note:SHARE_SOURCE:GRANULARITY`` and rewritten only when they
-    changed, so a rebuild with nothing new changes nothing."""
-    prefix = f"note:{share_source}:"
-    mine = (SourceState.source == state_source, SourceState.key.like(f"{prefix}%"))
-    wanted = {f"{prefix}{granularity}": note for granularity, note in notes.items()}
-    stored = dict(connection.execute(select(SourceState.key, SourceState.value).where(*mine)).all())
-    if stored == wanted:
-        return
-    connection.execute(delete(SourceState).where(*mine))
-    for key, note in wanted.items():
-        connection.execute(
-            insert(SourceState).values(
-                source=state_source, key=key, value=note, updated_at=utc_now()
-            )
-        )

@@ -14,8 +14,10 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from sqlalchemy import Engine, func, insert, select
@@ -45,6 +47,7 @@ from storage.models import GtrendsCell, GtrendsFetch
 log = logging.getLogger(__name__)
 
 SOURCE = "gtrends"
+_T = TypeVar("_T")
 MONTHLY_HISTORY_START = date(2004, 1, 1)  # Google Trends data begins in 2004
 
 
@@ -70,36 +73,43 @@ def backfill_plan(
     return _plan_for(settings, start, end, resolution)
 
 
-def stored_plan_keys(app: App) -> tuple[set[str], dict[str, list[tuple[str, date, date]]]]:
-    """Plan keys already fetched and their :func:`final_days`, without creating or migrating
-    anything (for --dry-run)."""
+def _if_stored(app: App, read: Callable[[], _T], nothing: _T) -> _T:
+    """``read()``, or ``nothing`` while there is no database or schema yet; creates nothing,
+    so --dry-run and the checks before a backfill leave a missing database missing."""
     db_file = sqlite_file(app.settings.database.url)
     if db_file is not None and not db_file.exists():
-        return set(), {}
+        return nothing
     try:
-        return fetched_keys(app.engine, app.settings), final_days(app.engine, app.settings)
+        return read()
     except SQLAlchemyError:  # no schema yet
-        return set(), {}
+        return nothing
+
+
+def stored_plan_keys(app: App) -> tuple[set[str], dict[str, list[tuple[str, date, date]]]]:
+    """Plan keys already fetched and their :func:`final_days` (for --dry-run)."""
+    return _if_stored(
+        app,
+        lambda: (fetched_keys(app.engine, app.settings), final_days(app.engine, app.settings)),
+        (set(), {}),
+    )
 
 
 def stored_span(app: App, resolution: str) -> tuple[date, date] | None:
     """First and last day of the stored windows of ``resolution`` (configured geo, category and
-    property); None when there are none. Creates nothing (safe for --dry-run)."""
+    property); None when there are none."""
     g = app.settings.gtrends
-    db_file = sqlite_file(app.settings.database.url)
-    if db_file is not None and not db_file.exists():
-        return None
     query = select(func.min(GtrendsFetch.window_start), func.max(GtrendsFetch.window_end)).where(
         GtrendsFetch.resolution == resolution,
         GtrendsFetch.geo == g.geo,
         GtrendsFetch.category == g.category,
         GtrendsFetch.property == g.property,
     )
-    try:
+
+    def read() -> tuple[str | None, str | None]:
         with app.engine.connect() as connection:
-            first, last = connection.execute(query).one()
-    except SQLAlchemyError:  # no schema yet
-        return None
+            return tuple(connection.execute(query).one())
+
+    first, last = _if_stored(app, read, (None, None))
     return None if first is None else (date.fromisoformat(first), date.fromisoformat(last))
 
 

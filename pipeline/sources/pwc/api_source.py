@@ -27,6 +27,7 @@ from pipeline.rawstore import store_response
 from pipeline.redact import redact_url
 from pipeline.runlog import RunRecord, utc_today
 from pipeline.sources.pwc.api import EndpointMissing, PwcApiClient
+from pipeline.state import replace_notes
 from storage.models import FrameworkShare, PwcApiCount
 from storage.upsert import upsert
 
@@ -165,7 +166,7 @@ def aggregate(app: App) -> int:
             rows += shares.share_rows(values, SOURCE, variant, str(granularity))
     with app.engine.begin() as connection:
         changed = shares.replace_shares(connection, rows, [FrameworkShare.source == SOURCE])
-        shares.replace_notes(connection, SOURCE, SOURCE, _running_quarter_notes(papers))
+        replace_notes(connection, SOURCE, SOURCE, _running_quarter_notes(papers))
     return changed
 
 

@@ -28,7 +28,7 @@ from pipeline.app import App
 from pipeline.errors import StepFailed
 from pipeline.http import HttpClient, HttpPolicy, HttpResponse
 from pipeline.rawstore import store_response
-from pipeline.runlog import RunRecord, utc_now
+from pipeline.runlog import RunRecord
 from pipeline.sources.pwc.archive import (
     ArchiveError,
     FetchResult,
@@ -37,7 +37,8 @@ from pipeline.sources.pwc.archive import (
     read_links,
     read_papers,
 )
-from storage.models import FrameworkShare, PwcLink, SourceState
+from pipeline.state import read_state, replace_notes, write_state
+from storage.models import FrameworkShare, PwcLink
 from storage.upsert import CHUNK_ROWS, upsert
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,7 @@ def _fingerprint(paths: list[Path]) -> str:
 
 def _stored_state(engine: Engine, key: str) -> str | None:
     with engine.connect() as connection:
-        return connection.execute(
-            select(SourceState.value).where(SourceState.source == SOURCE, SourceState.key == key)
-        ).scalar()
+        return read_state(connection, SOURCE, key)
 
 
 def _read_links(path: Path, stats: ReadStats) -> tuple[pa.Table, int]:
@@ -174,14 +173,6 @@ def _link_tuples(links: pa.Table) -> Iterator[tuple]:
         yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
 
 
-def _store_state(connection: Connection, values: dict[str, str]) -> None:
-    rows = [
-        {"source": SOURCE, "key": key, "value": value, "updated_at": utc_now()}
-        for key, value in values.items()
-    ]
-    upsert(connection, SourceState, rows, ["source", "key"])
-
-
 @dataclass
 class ArchiveRows:
     """What an import writes (the links with their paper's date) and what reading them saw."""
@@ -216,7 +207,7 @@ def store_archive(connection: Connection, rows: ArchiveRows, fingerprint: str) -
     connection.execute(delete(PwcLink))
     upsert(connection, PwcLink, _link_tuples(rows.links), LINK_KEY, STORED_COLUMNS)
     state = {FINGERPRINT_KEY: fingerprint, LAST_DATE_KEY: rows.last_date or ""}
-    _store_state(connection, state)
+    write_state(connection, SOURCE, state)
 
 
 def import_archive(
@@ -373,5 +364,5 @@ def aggregate(app: App) -> int:
     notes = {g: note for g, note in notes.items() if note and rows}
     with app.engine.begin() as connection:
         changed = shares.replace_shares(connection, rows, [FrameworkShare.source == SHARE_SOURCE])
-        shares.replace_notes(connection, SOURCE, SHARE_SOURCE, notes)
+        replace_notes(connection, SOURCE, SHARE_SOURCE, notes)
     return changed
