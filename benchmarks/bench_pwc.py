@@ -14,7 +14,10 @@ wall time and peak RSS (``os.wait4``):
   then aggregated, which is the like-for-like comparison for a durable import;
 - DuckDB, bare join (reference only): no URL normalisation, no de-duplication;
 - pipeline phases: the same import run again through the library, timing start-up (imports),
-  migrations, reading, the SQLite write and aggregation separately, to show where time goes.
+  migrations, reading, the SQLite write and aggregation separately, to show where time goes;
+- counts only (reference for a storage decision): the pipeline's own reader, start-up and
+  aggregation, but storing one count per (paper date, framework code, official) instead of one
+  row per link: what the import would cost without the per-link ``pwc_links`` table.
 
 The counts must agree: DuckDB applies the pipeline's semantics (links deduplicated on
 (paper_url, normalised repo_url); a paper's date; links whose paper is missing or undated
@@ -188,6 +191,71 @@ def phases_worker(links: Path, papers: Path, folder: Path, out: Path) -> None:
     out.write_text(json.dumps(marks))
 
 
+def counts_only_worker(links: Path, papers: Path, folder: Path) -> None:
+    """Child process: the import as it would be with daily counts stored instead of links.
+
+    Same start-up, migrations, writer lock, reader and share computation as the real command;
+    only the per-link write (and the aggregation's scan of those links) is replaced by a
+    group-by in Arrow and a write of the ~40k daily counts into a scratch table.
+    """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from pipeline import shares
+    from pipeline.app import App
+    from pipeline.config import load_settings
+    from pipeline.sources.pwc import archive_source
+    from storage.models import FrameworkShare
+
+    app = App(load_settings(write_config(folder, folder / "counts-only.db")))
+    with app.writing():
+        links = archive_source.read_archive(links, [papers]).links
+        dated = links.filter(pc.is_valid(links["published"]))
+        dated = dated.set_column(
+            dated.schema.get_field_index("is_official"),
+            "is_official",
+            pc.fill_null(dated["is_official"], False),
+        )
+        daily = dated.group_by(["published", "framework", "is_official"]).aggregate(
+            [([], "count_all")]
+        )
+        with app.engine.begin() as connection:
+            connection.exec_driver_sql(
+                "CREATE TABLE bench_daily_counts (published TEXT, framework TEXT, "
+                "is_official BOOLEAN, links INTEGER)"
+            )
+            columns = [daily[name].to_pylist() for name in daily.column_names]
+            values = list(zip(*columns, strict=True))
+            connection.exec_driver_sql("INSERT INTO bench_daily_counts VALUES (?, ?, ?, ?)", values)
+        months = pc.utf8_slice_codeunits(daily["published"], 0, 7)
+        monthly = (
+            pa.table(
+                {
+                    "month": months,
+                    "code": daily["framework"],
+                    "is_official": daily["is_official"],
+                    "count": daily["count_all"],
+                }
+            )
+            .group_by(["month", "code", "is_official"])
+            .aggregate([("count", "sum")])
+            .rename_columns(["month", "code", "is_official", "count"])
+            .to_pandas()
+        )
+        rows = archive_source.share_rows(monthly, app.settings.framework_for_pwc_code())
+        with app.engine.begin() as connection:
+            shares.replace_shares(connection, rows, [FrameworkShare.source == "pwc"])
+    app.close()
+
+
+def run_counts_only(links: Path, papers: Path, folder: Path) -> tuple[Measured, Counter]:
+    worker = ["--counts-only-worker", str(links), str(papers), str(folder)]
+    measured = measure([sys.executable, __file__, *worker])
+    if measured.returncode != 0:
+        raise SystemExit(f"counts-only failed ({measured.returncode}):\n{measured.stderr}")
+    return measured, stored_counts(folder / "counts-only.db")
+
+
 def run_phases(links: Path, papers: Path, folder: Path) -> dict[str, float]:
     out = folder / "phases.json"
     worker = ["--phases-worker", str(links), str(papers), str(folder), str(out)]
@@ -234,12 +302,17 @@ def run_pipeline(links: Path, papers: Path, folder: Path) -> tuple[Measured, Cou
     measured = measure([*command, "--links", str(links), "--papers", str(papers)])
     if measured.returncode != 0:
         raise SystemExit(f"pipeline failed ({measured.returncode}):\n{measured.stderr}")
+    return measured, stored_counts(database)
+
+
+def stored_counts(database: Path) -> Counter:
+    """The quarterly pwc counts (variant all) a run stored in ``database``."""
     with sqlite3.connect(database) as connection:
         rows = connection.execute(
             "SELECT period_start, framework, value FROM framework_share "
             "WHERE source = 'pwc' AND variant = 'all' AND granularity = 'quarter' AND value > 0"
         ).fetchall()
-    return measured, Counter({(q, f): int(v) for q, f, v in rows})
+    return Counter({(q, f): int(v) for q, f, v in rows})
 
 
 def run_duckdb(
@@ -285,6 +358,7 @@ class Row:
     memory: Measured
     table: Measured
     plain: Measured
+    counts_only: Measured
     phases: dict[str, float]
     agree: bool
     quarters: int
@@ -299,8 +373,9 @@ def bench_format(directory: Path, fmt: str) -> Row:
         memory, in_memory = run_duckdb("memory", fmt, links, papers, folder)
         table, from_table = run_duckdb("table", fmt, links, papers, folder)
         plain, _ = run_duckdb("plain", fmt, links, papers, folder)
+        counts_only, from_counts = run_counts_only(links, papers, folder)
         phases = run_phases(links, papers, folder)
-    agree = stored == in_memory == from_table
+    agree = stored == in_memory == from_table == from_counts
     if not agree:
         diff = {
             k: (stored[k], in_memory[k]) for k in stored | in_memory if stored[k] != in_memory[k]
@@ -308,7 +383,9 @@ def bench_format(directory: Path, fmt: str) -> Row:
         print(f"{fmt}: counts differ in {len(diff)} cells, e.g. {list(diff.items())[:5]}")
     quarters = len({q for q, _ in stored})
     links_counted = sum(stored.values())
-    return Row(fmt, pipeline, memory, table, plain, phases, agree, quarters, links_counted)
+    return Row(
+        fmt, pipeline, memory, table, plain, counts_only, phases, agree, quarters, links_counted
+    )
 
 
 VARIANTS = (
@@ -335,6 +412,20 @@ def report(rows: list[Row], directory: Path) -> str:
                 f"| {label} | {duck.seconds:.2f} | {duck.peak_rss / MIB:.0f} "
                 f"| {r.pipeline.seconds / duck.seconds:.1f} | {agree} |"
             )
+    lines += [
+        "",
+        "Reference for a storage decision: the same command storing daily counts instead of "
+        "one row per link (no `pwc_links`):",
+        "",
+        "| format | counts-only wall s | peak RSS MiB | / DuckDB in memory | / pipeline |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.fmt} | {r.counts_only.seconds:.2f} | {r.counts_only.peak_rss / MIB:.0f} "
+            f"| {r.counts_only.seconds / r.memory.seconds:.1f} "
+            f"| {r.counts_only.seconds / r.pipeline.seconds:.2f} |"
+        )
     lines += ["", "Where the pipeline's time goes (library run of the same import, seconds):", ""]
     lines.append("| phase | what | " + " | ".join(r.fmt for r in rows) + " |")
     lines.append("|---|---|" + "---|" * len(rows))
@@ -360,6 +451,9 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--duckdb-worker"]:
         mode, fmt, links, papers, out = argv[1:]
         duckdb_worker(mode, fmt, Path(links), Path(papers), Path(out))
+        return 0
+    if argv[:1] == ["--counts-only-worker"]:
+        counts_only_worker(*(Path(arg) for arg in argv[1:]))
         return 0
     if argv[:1] == ["--phases-worker"]:
         phases_worker(*(Path(arg) for arg in argv[1:]))
