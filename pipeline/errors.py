@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from sqlalchemy.exc import DBAPIError
+
 # Exit codes of every command (README, "Exit codes").
 EXIT_OK = 0
 EXIT_FAILED = 1  # a source or step failed; what succeeded is kept
@@ -11,7 +13,12 @@ EXIT_LOCKED = 75  # another run holds the writer lock; nothing done (EX_TEMPFAIL
 
 def one_line(error: BaseException) -> str:
     """``Type: first line of the message`` for errors we did not foresee (driver errors carry
-    the SQL and more on further lines; ``-v`` logs them whole)."""
+    the SQL and more on further lines; ``-v`` logs them whole). A database driver's error is
+    named as one, with the driver's own message: ``database error: database is locked
+    (OperationalError)`` rather than SQLAlchemy's wrapper text."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        lines = str(error.orig).strip().splitlines()
+        return f"database error: {lines[0] if lines else ''} ({type(error.orig).__name__})"
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}".rstrip(": ")
 

@@ -15,7 +15,8 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
-BUSY_TIMEOUT_MS = 30_000
+BUSY_TIMEOUT_MS = 30_000  # SQLite busy timeout; PostgreSQL lock_timeout
+CONNECT_TIMEOUT_S = 10  # PostgreSQL
 WAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024
 
 
@@ -35,17 +36,33 @@ def sqlite_file(url: str) -> Path | None:
     return Path(parsed.database)
 
 
+def postgres_connect_args(url: str, *, readonly: bool = False) -> dict[str, Any]:
+    """libpq settings that keep a PostgreSQL run from hanging, as the busy timeout does for
+    SQLite: give up connecting after ``CONNECT_TIMEOUT_S`` (an unreachable host would otherwise
+    hold a cron job for minutes) and on a table lock held by another session after
+    ``BUSY_TIMEOUT_MS``. Settings in the URL (``?connect_timeout=…``,
+    ``?options=-c lock_timeout=…``) win: libpq applies the last ``-c`` of a name."""
+    query = make_url(url).query
+    options = [f"-c lock_timeout={BUSY_TIMEOUT_MS}"]
+    if readonly:
+        options.append("-c default_transaction_read_only=on")
+    given = query.get("options")
+    options += [given] if isinstance(given, str) else list(given or ())
+    connect_args: dict[str, Any] = {"options": " ".join(options)}
+    if "connect_timeout" not in query:
+        connect_args["connect_timeout"] = CONNECT_TIMEOUT_S
+    return connect_args
+
+
 def make_engine(url: str, *, readonly: bool = False) -> Engine:
-    """An engine for ``url``; SQLite files get WAL, a busy timeout and foreign keys.
+    """An engine for ``url``; SQLite files get WAL, a busy timeout and foreign keys, and
+    PostgreSQL connect and lock timeouts (:func:`postgres_connect_args`).
 
     ``readonly`` opens SQLite with ``mode=ro`` and ``query_only`` and PostgreSQL with read-only
     transactions, for ``trends sql`` and other readers.
     """
     if not is_sqlite(url):
-        connect_args: dict[str, Any] = {}
-        if readonly:
-            connect_args["options"] = "-c default_transaction_read_only=on"
-        return create_engine(url, connect_args=connect_args)
+        return create_engine(url, connect_args=postgres_connect_args(url, readonly=readonly))
 
     db_file = sqlite_file(url)
     if readonly:

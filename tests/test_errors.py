@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from pipeline import reports
 from pipeline.sources import SOURCES
@@ -95,3 +97,17 @@ def test_an_archive_url_of_another_scheme_is_refused(config_file: Path) -> None:
     result = run_cli(config_file, "backfill", "pwc", "--links", "ftp://x/y.parquet")
     assert result.exit_code == 1
     assert "ftp://x/y.parquet: unsupported URL scheme" in result.stderr
+
+
+def test_a_database_error_is_named_with_the_drivers_message(
+    config_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def locked(*_args: object, **_kwargs: object) -> None:
+        raise OperationalError("SELECT …", {}, sqlite3.OperationalError("database is locked"))
+
+    monkeypatch.setattr(reports, "recent_runs", locked)
+    result = run_cli(config_file, "runs")
+    assert result.exit_code == 1
+    assert result.stderr == (
+        "Error: database error: database is locked (OperationalError) (run with -v for details)\n"
+    )
