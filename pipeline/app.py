@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,16 +86,26 @@ class App:
                 engine.dispose()
 
 
-SQLITE_HEADER = b"SQLite format 3\x00"
-
-
 def _check_sqlite_file(url: str) -> None:
     """A configured file that is not SQLite is a configuration error naming the file (the
-    driver only says "file is not a database", at the first query)."""
+    driver only says "file is not a database", at the first query).
+
+    The file is read through SQLite, never with ``open()``: closing any descriptor of a file
+    drops every POSIX lock the process holds on it, including those of its open SQLite
+    connections. Another process closing its connection then believes it is the last one and
+    deletes the WAL our connections still write into, losing what they commit. SQLite's own
+    connections know about each other and keep the locks.
+    """
     db_file = sqlite_file(url)
-    if db_file is None or not db_file.is_file():
-        return
-    with db_file.open("rb") as handle:
-        header = handle.read(len(SQLITE_HEADER))
-    if header and header != SQLITE_HEADER:  # an empty file is a new, empty database
-        raise UsageError(f"[database] url: {db_file} is not a SQLite database")
+    if db_file is None or not db_file.is_file() or db_file.stat().st_size == 0:
+        return  # missing or empty: a new, empty database
+    try:
+        probe = sqlite3.connect(f"file:{db_file.resolve()}?mode=ro", uri=True)
+        try:
+            probe.execute("PRAGMA schema_version")
+        finally:
+            probe.close()
+    except sqlite3.DatabaseError as error:
+        if getattr(error, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+            raise UsageError(f"[database] url: {db_file} is not a SQLite database") from None
+        # Anything else (permissions, a lock) is the real connection's to report.

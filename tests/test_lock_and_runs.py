@@ -162,6 +162,38 @@ def test_readers_do_not_wait_for_a_writer(
         writer.close()
 
 
+OTHER_PROGRAM_READS = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1])  # read-write, as the sqlite3 shell or a notebook
+print(",".join(row[0] for row in connection.execute("SELECT command FROM runs ORDER BY id")))
+connection.close()
+"""
+
+
+def _other_program_reads(database: str) -> list[str]:
+    command = [sys.executable, "-c", OTHER_PROGRAM_READS, database]
+    return (
+        subprocess.run(command, check=True, capture_output=True, text=True)
+        .stdout.strip()
+        .split(",")
+    )
+
+
+def test_another_program_closing_the_database_loses_nothing_we_commit(app: App) -> None:
+    """`collect --due` and the scheduler check the database file while their write connection
+    is open. Checking it with open()/close() dropped that connection's POSIX locks, so another
+    program closing its connection deleted the WAL still in use: what was committed after that
+    was invisible to every other process (and lost when they wrote, or we crashed)."""
+    database = app.settings.database.url.removeprefix("sqlite:///")
+    with app.writing():
+        start_run(app.engine, "before", "")
+        app.prepare_for_reading()  # the check, with the write connection open
+        assert _other_program_reads(database) == ["before"]
+        start_run(app.engine, "after", "")
+        assert _other_program_reads(database) == ["before", "after"]
+    app.close()
+
+
 def test_a_lock_file_that_cannot_be_created_is_not_reported_as_held(
     config_file: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
