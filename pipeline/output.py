@@ -50,10 +50,21 @@ def write_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str
     return count
 
 
+def portable_rows(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Rows as SQLite gives them, whichever the backend, so output does not depend on it:
+    PostgreSQL's booleans become 1/0 and its NUMERIC (Decimal) a float."""
+    for row in rows:
+        yield tuple(
+            int(value)
+            if isinstance(value, bool)
+            else float(value)
+            if isinstance(value, Decimal)
+            else value
+            for value in row
+        )
+
+
 def _json_default(value: Any) -> Any:
-    # PostgreSQL NUMERIC arrives as Decimal: a JSON number, as the same query gives on SQLite.
-    if isinstance(value, Decimal):
-        return float(value)
     return str(value)  # dates, times, bytes, …
 
 
@@ -73,7 +84,7 @@ def write_rows(
     fmt: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str]
 ) -> int:
     writers = {"table": write_table, "csv": write_csv, "json": write_json}
-    return writers[fmt](columns, rows, out)
+    return writers[fmt](columns, portable_rows(rows), out)
 
 
 PARQUET_CHUNK_BYTES = 32 * 1024 * 1024  # one row group's Arrow data, at most (about)
@@ -92,6 +103,7 @@ def write_parquet(
     """
     import pyarrow.parquet as pq
 
+    rows = portable_rows(rows)
     writer: pq.ParquetWriter | None = None
     count = 0
     try:

@@ -225,13 +225,17 @@ def plot_shares(
         if extension == ".html":
             temporary.write_text(_html_page(settings, chart, table, figure), encoding="utf-8")
         else:
-            figure.savefig(temporary, format=extension[1:], metadata=_metadata(extension))
+            _save(figure, temporary, extension[1:])
     return chart
 
 
-def _metadata(extension: str) -> dict[str, Any]:
-    # No creation date in SVGs, so an unchanged chart is an unchanged file.
-    return {"Date": None} if extension in (".svg", ".html") else {}
+def _save(figure: Any, target: Path | io.StringIO, fmt: str) -> None:
+    """Save so that an unchanged chart is an unchanged file: no creation date in SVGs, and
+    the ids matplotlib gives clip paths and markers drawn from a fixed salt, not at random."""
+    from matplotlib import rc_context
+
+    with rc_context({"svg.hashsalt": "framework-trends"}):
+        figure.savefig(target, format=fmt, metadata={"Date": None} if fmt == "svg" else {})
 
 
 def _draw(
@@ -284,7 +288,7 @@ def _html_page(
 ) -> str:
     """A self-contained page: the chart as inline SVG plus the numbers as a table."""
     buffer = io.StringIO()
-    figure.savefig(buffer, format="svg", metadata=_metadata(".html"))
+    _save(figure, buffer, "svg")
     svg = buffer.getvalue()
     svg = svg[svg.index("<svg") :]  # drop the XML declaration and DOCTYPE: invalid inside HTML
     head = "".join(

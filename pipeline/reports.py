@@ -206,6 +206,7 @@ def read_shares(
         FrameworkShare.granularity,
         FrameworkShare.period_start,
         FrameworkShare.share.desc(),
+        FrameworkShare.framework,  # ties (often shares of 0) in the same order on any backend
     )
     with engine.connect() as connection:
         rows = [tuple(row) for row in connection.execute(query)]

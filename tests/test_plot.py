@@ -177,3 +177,12 @@ def test_empty_database_is_no_data(app: App, config_file: Path, tmp_path: Path) 
     assert result.exit_code == 1
     assert result.stderr.startswith("Error: no shares stored for gtrends / world")
     assert not (tmp_path / "x.png").exists()
+
+
+@pytest.mark.parametrize("name", ["chart.svg", "chart.html", "chart.png"])
+def test_an_unchanged_chart_is_an_unchanged_file(filled: App, tmp_path: Path, name: str) -> None:
+    """Reruns (a cron job redrawing charts, make) must not rewrite a file that shows the same."""
+    first, second = tmp_path / "1" / name, tmp_path / "2" / name
+    plot_shares(filled.engine, filled.settings, first, source="pwc", kind="lines")
+    plot_shares(filled.engine, filled.settings, second, source="pwc", kind="lines")
+    assert first.read_bytes() == second.read_bytes()

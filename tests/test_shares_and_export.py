@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.app import App
-from pipeline.output import write_json, write_parquet
+from pipeline.output import write_parquet, write_rows
 from storage.models import FrameworkShare
 from storage.upsert import upsert
-from tests.conftest import run_cli
+from tests.conftest import run_cli, write_config
 
 KEY = ["source", "variant", "granularity", "period_start", "framework"]
 
@@ -139,8 +139,9 @@ def test_export_errors_exit_2_and_write_no_file(
 
 def test_parquet_export_widens_types_that_change_after_the_first_chunk(tmp_path: Path) -> None:
     """SQLite gives no result types, so they are inferred per chunk: a column that is NULL at
-    first, integers followed by reals, text among numbers and decimals of another scale must
-    still export (the file is rewritten once with the wider types)."""
+    first, integers followed by reals and text among numbers must still export (the file is
+    rewritten once with the wider types). PostgreSQL's NUMERIC is written as a float, as the
+    same query gives on SQLite."""
     rows = [(None, 1, 1, Decimal("1.5")), (None, 2, 2, Decimal("2.5"))]
     rows += [("late text", 2.5, "three", Decimal("3.25")), ("x", 4, 4, Decimal("4.125"))]
     path = tmp_path / "out.parquet"
@@ -152,8 +153,8 @@ def test_parquet_export_widens_types_that_change_after_the_first_chunk(tmp_path:
     assert table.column("late").to_pylist() == [None, None, "late text", "x"]
     assert table.column("number").to_pylist() == [1.0, 2.0, 2.5, 4.0]
     assert table.column("mixed").to_pylist() == ["1", "2", "three", "4"]
-    amounts = [Decimal(v) for v in ("1.5", "2.5", "3.25", "4.125")]
-    assert table.column("amount").to_pylist() == amounts
+    assert str(table.schema.field("amount").type) == "double"
+    assert table.column("amount").to_pylist() == [1.5, 2.5, 3.25, 4.125]
 
 
 def test_parquet_export_of_no_rows_keeps_the_column_names(tmp_path: Path) -> None:
@@ -162,11 +163,37 @@ def test_parquet_export_of_no_rows_keeps_the_column_names(tmp_path: Path) -> Non
     assert pq.read_table(path).column_names == ["a", "b"]
 
 
-def test_json_writes_decimals_as_numbers() -> None:
-    """PostgreSQL's NUMERIC (``ROUND(CAST(… AS NUMERIC), 1)``) comes back as Decimal."""
+TABLE = """\
+percent  official  day
+-------  --------  ----------
+50.3     1         2024-01-01
+18       0         2024-01-01
+"""
+CSV = "percent,official,day\n50.3,1,2024-01-01\n18.0,0,2024-01-01\n"
+JSON = """[
+ {"percent": 50.3, "official": 1, "day": "2024-01-01"},
+ {"percent": 18.0, "official": 0, "day": "2024-01-01"}
+]
+"""
+
+
+@pytest.mark.parametrize(("fmt", "expected"), [("table", TABLE), ("csv", CSV), ("json", JSON)])
+def test_postgresql_values_are_written_as_sqlite_gives_them(fmt: str, expected: str) -> None:
+    """PostgreSQL's NUMERIC (``ROUND(CAST(… AS NUMERIC), 1)``) comes back as Decimal and its
+    booleans as bool; SQLite gives a float and 1/0. Output must not depend on the backend."""
+    day = dt.date(2024, 1, 1)
+    rows = [(Decimal("50.3"), True, day), (Decimal("18.0"), False, day)]
     out = io.StringIO()
-    write_json(["percent", "day"], [(Decimal("50.3"), dt.date(2024, 1, 1))], out)
-    assert json.loads(out.getvalue()) == [{"percent": 50.3, "day": "2024-01-01"}]
+    write_rows(fmt, ["percent", "official", "day"], rows, out)
+    assert out.getvalue() == expected
+
+
+def test_parquet_has_the_same_types_on_both_backends(tmp_path: Path) -> None:
+    path = tmp_path / "out.parquet"
+    write_parquet(["percent", "official"], iter([(Decimal("50.3"), True)]), path)
+    table = pq.read_table(path)
+    assert [str(field.type) for field in table.schema] == ["double", "int64"]
+    assert table.to_pylist() == [{"percent": 50.3, "official": 1}]
 
 
 @pytest.mark.parametrize(
@@ -219,3 +246,20 @@ def test_parquet_row_groups_stay_small_for_wide_rows(tmp_path: Path, monkeypatch
     assert write_parquet(["id", "body"], rows, path) == 3_000
     metadata = pq.ParquetFile(path).metadata
     assert metadata.num_rows == 3_000 and metadata.num_row_groups > 5
+
+
+def test_tied_shares_are_listed_in_framework_order_on_both_backends(
+    database_url: str, tmp_path: Path
+) -> None:
+    """PostgreSQL returns ties in heap (insertion) order; the output must not depend on it."""
+    config = write_config(tmp_path / "db.toml", database_url)
+    app = App.from_config(config)
+    tied = [share("pwc", "2024-01-01", f, 0, 10) for f in ("tensorflow", "other", "jax")]
+    with app.writing(), app.engine.begin() as connection:
+        upsert(
+            connection, FrameworkShare, [*tied, share("pwc", "2024-01-01", "pytorch", 10, 10)], KEY
+        )
+    app.close()
+    result = run_cli(config, "shares", "--format", "csv")
+    frameworks = [line.split(",")[4] for line in result.stdout.splitlines()[1:]]
+    assert frameworks == ["pytorch", "jax", "other", "tensorflow"]

@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from pipeline.app import App
+from pipeline.output import FORMATS
 from storage.models import FrameworkShare
 from storage.upsert import upsert
 from tests.conftest import query, run_cli, write_config
@@ -206,3 +207,14 @@ def test_ctrl_c_stops_a_long_query_with_one_line(filled: App, config_file: Path)
         process.kill()
     assert process.returncode == 1
     assert stderr == "Error: interrupted\n"
+
+
+def test_the_same_query_prints_the_same_on_both_backends(database_url: str, tmp_path: Path) -> None:
+    """PostgreSQL's booleans and NUMERIC are printed as SQLite's 1/0 and floats."""
+    config = write_config(tmp_path / "db.toml", database_url)
+    assert run_cli(config, "db", "upgrade").exit_code == 0
+    sql = "SELECT 1 = 1 AS yes, 1 = 2 AS no, ROUND(CAST(18 AS NUMERIC), 1) AS percent"
+    shown = {fmt: run_cli(config, "sql", sql, "--format", fmt).stdout for fmt in FORMATS}
+    assert shown["csv"] == "yes,no,percent\n1,0,18.0\n"
+    assert json.loads(shown["json"]) == [{"yes": 1, "no": 0, "percent": 18.0}]
+    assert shown["table"].splitlines()[-1].split() == ["1", "0", "18"]
