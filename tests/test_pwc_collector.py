@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -233,15 +234,37 @@ def broken_files(tmp_path: Path, archive: dict[str, Path]) -> dict[str, Path]:
     pd.DataFrame({"title": ["x"], "stars": [3]}).to_parquet(wrong)
     html = tmp_path / "page.parquet"
     html.write_text("<!doctype html><html><body>Sign in</body></html>")
+    links = pd.read_parquet(archive["links.parquet"])
+    no_rows = tmp_path / "no-rows.parquet"
+    links.iloc[:0].to_parquet(no_rows)
+    empty_array = tmp_path / "empty.json.gz"
+    empty_array.write_bytes(gzip.compress(b"[]"))
+    unusable = tmp_path / "unusable.parquet"
+    links.assign(framework=None).to_parquet(unusable)
     return {
         "truncated gzip": truncated,
         "wrong columns": wrong,
         "html page": html,
         "missing path": tmp_path / "nope.parquet",
+        # Storing "no links" would delete every stored link and all pwc shares.
+        "no rows": no_rows,
+        "empty json array": empty_array,
+        "no usable link": unusable,
     }
 
 
-@pytest.mark.parametrize("kind", ["truncated gzip", "wrong columns", "html page", "missing path"])
+BROKEN = [
+    "truncated gzip",
+    "wrong columns",
+    "html page",
+    "missing path",
+    "no rows",
+    "empty json array",
+    "no usable link",
+]
+
+
+@pytest.mark.parametrize("kind", BROKEN)
 def test_bad_archive_is_one_line_exit_1_and_database_unchanged(
     archive, config, sqlite_url, tmp_path, kind
 ) -> None:

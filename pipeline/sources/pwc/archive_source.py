@@ -236,7 +236,10 @@ def import_archive(
         return report
 
     rows = read_archive(links_file, papers_files)
-    if len(rows.links) and not rows.papers_found:
+    if not len(rows.links):  # storing it would delete every link and all pwc shares
+        detail = "; ".join(rows.problems) or "the file holds no rows"
+        raise ArchiveError(f"{links_file}: no usable link ({detail}); nothing imported")
+    if not rows.papers_found:
         raise ArchiveError(
             f"none of the {len(rows.links)} links has its paper in "
             f"{', '.join(str(p) for p in papers_files)}: is it the papers file of this archive?"
