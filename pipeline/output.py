@@ -13,7 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.errors import UsageError
+from pipeline.errors import TrendsError, UsageError
 
 FORMATS = ("table", "csv", "json")
 FILE_FORMATS = ("csv", "parquet", "json")
@@ -167,17 +167,35 @@ def _widened(old: Any, new: Any) -> Any:
 
 @contextmanager
 def atomic_path(target: Path) -> Iterator[Path]:
-    """A temporary path beside ``target`` that replaces it only if the block succeeds."""
-    try:
+    """A temporary path beside ``target`` that replaces it only if the block succeeds.
+
+    A symbolic link is followed (the file it points to is replaced, the link stays), and a
+    target that is not a regular file (a FIFO, ``/dev/stdout``) is written in place: replacing
+    it would swap the device or pipe for a plain file. A failed write names ``target``.
+    """
+    target = Path(os.path.realpath(target))
+    if target.exists() and not target.is_file() and not target.is_dir():
+        with _naming(target, TrendsError):
+            yield target
+        return
+    with _naming(target, UsageError):  # the place cannot be written to: a usage error
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    except OSError as error:  # name the file asked for, not our temporary one
-        raise UsageError(f"cannot write {target}: {error.strerror or error}") from None
     os.close(fd)
     temporary = Path(name)
     temporary.chmod(0o644)  # mkstemp makes it private (0600); exports and charts are shared
     try:
-        yield temporary
-        temporary.replace(target)
+        with _naming(target, TrendsError):  # the write failed (disk full, …): exit 1
+            yield temporary
+            temporary.replace(target)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def _naming(target: Path, error_class: type[TrendsError]) -> Iterator[None]:
+    """An OS error while writing ``target`` as one line naming it, not our temporary file."""
+    try:
+        yield
+    except OSError as error:
+        raise error_class(f"cannot write {target}: {error.strerror or error}") from None

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import io
 import json
+import os
+import stat
+import threading
 from decimal import Decimal
 from pathlib import Path
 
@@ -235,6 +239,48 @@ def test_export_to_an_unwritable_place_names_the_file(
     assert result.exit_code == 2
     assert result.stderr.startswith(f"Error: cannot write {target}: ")
     assert result.stderr.count("\n") == 1
+
+
+def test_export_through_a_symlink_replaces_the_file_it_points_to(
+    filled: App, config_file: Path, tmp_path: Path
+) -> None:
+    real = tmp_path / "shared" / "runs.csv"
+    real.parent.mkdir()
+    real.write_text("old\n")
+    link = tmp_path / "runs.csv"
+    link.symlink_to(real)
+    result = run_cli(config_file, "export", "--table", "runs", "--format", "csv", "-o", str(link))
+    assert result.exit_code == 0
+    assert link.is_symlink()
+    assert real.read_text().startswith("id,command,")
+
+
+def test_export_into_a_fifo_writes_into_it(filled: App, config_file: Path, tmp_path: Path) -> None:
+    """A pipe (or /dev/stdout) is written in place, not replaced by a regular file."""
+    fifo = tmp_path / "runs.fifo"
+    os.mkfifo(fifo)
+    received: list[str] = []
+    reader = threading.Thread(target=lambda: received.append(fifo.read_text()), daemon=True)
+    reader.start()
+    result = run_cli(config_file, "export", "--table", "runs", "--format", "csv", "-o", str(fifo))
+    reader.join(timeout=10)
+    assert result.exit_code == 0
+    assert stat.S_ISFIFO(fifo.stat().st_mode)
+    assert received and received[0].startswith("id,command,")
+
+
+def test_a_failed_write_names_the_file_exit_1_and_leaves_nothing(
+    filled: App, config_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(*_args: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("pipeline.reports.write_rows", disk_full)
+    target = tmp_path / "exports" / "out.csv"
+    result = run_cli(config_file, "export", "--table", "runs", "--format", "csv", "-o", str(target))
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: cannot write {target}: No space left on device\n"
+    assert list(target.parent.iterdir()) == []  # no file, no temporary left behind
 
 
 def test_parquet_row_groups_stay_small_for_wide_rows(tmp_path: Path, monkeypatch) -> None:
