@@ -22,7 +22,7 @@ import click
 
 from pipeline import reports
 from pipeline.app import App
-from pipeline.errors import EXIT_FAILED, TrendsError, UsageError, one_line
+from pipeline.errors import EXIT_FAILED, EXIT_USAGE, TrendsError, UsageError, one_line
 from pipeline.output import FILE_FORMATS, FORMATS, write_rows
 from pipeline.readonly import readonly_query
 from pipeline.redact import redact_text
@@ -73,6 +73,9 @@ class TrendsGroup(click.Group):
         except FileNotFoundError as error:
             _error(str(error))
             ctx.exit(EXIT_FAILED)
+        except migrate.UnknownRevision as error:  # a database of a newer version: not touched
+            _error(str(error))
+            ctx.exit(EXIT_USAGE)
         except KeyboardInterrupt:  # Ctrl-C; a run in progress is recorded as failed
             _error("interrupted")
             ctx.exit(EXIT_FAILED)

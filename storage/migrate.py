@@ -24,8 +24,26 @@ def head_revision() -> str:
     return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
 
 
+class UnknownRevision(RuntimeError):
+    """The database is at a schema revision this version does not know (a newer version)."""
+
+
 def current_revision(connection: Connection) -> str | None:
-    return MigrationContext.configure(connection).get_current_revision()
+    """The database's revision (None before the first migration); UnknownRevision when it is
+    not one of ours, which Alembic would only report as "Can't locate revision"."""
+    revision = MigrationContext.configure(connection).get_current_revision()
+    if revision is not None and revision not in _known_revisions():
+        raise UnknownRevision(
+            f"the database is at schema revision {revision!r}, which this version of "
+            f"framework-trends does not know (its newest is {head_revision()!r}): it was "
+            "written by a newer version; upgrade framework-trends to use it"
+        )
+    return revision
+
+
+def _known_revisions() -> set[str]:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    return {script.revision for script in scripts.walk_revisions()}
 
 
 def pending(engine: Engine) -> bool:

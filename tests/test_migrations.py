@@ -156,6 +156,29 @@ def test_other_commands_apply_pending_migrations_themselves(config_file) -> None
     app.close()
 
 
+@pytest.mark.parametrize("command", [["runs"], ["aggregate"], ["db", "upgrade"]])
+def test_a_database_of_a_newer_version_is_refused_and_left_alone(
+    database_url: str, tmp_path, command: list[str]
+) -> None:
+    config = write_config(tmp_path / "c.toml", database_url)
+    assert run_cli(config, "db", "upgrade").exit_code == 0
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    engine.dispose()
+    result = run_cli(config, *command)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(
+        "Error: the database is at schema revision '9999_future', which this version of "
+        "framework-trends does not know"
+    )
+    assert result.stderr.count("\n") == 1
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(text("SELECT count(*) FROM runs")).scalar() == 0
+    engine.dispose()
+
+
 def test_sqlite_connections_use_wal_busy_timeout_and_foreign_keys(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with engine.connect() as connection:
