@@ -353,10 +353,18 @@ def backfill_gtrends(
     first = date.fromisoformat(reports.parse_date(start, "--start"))
     if first < collector.MONTHLY_HISTORY_START:
         raise UsageError(f"--start: Google Trends data begins on {collector.MONTHLY_HISTORY_START}")
+    latest = collector.latest_available_day(app.settings)
     if end:
         last = date.fromisoformat(reports.parse_date(end, "--end"))
+        if last > latest:  # windows wholly after it would be answered 400
+            click.echo(
+                f"note: --end {last} is after the latest day Google has data for: "
+                f"backfilling up to {latest}",
+                err=True,
+            )
+            last = latest
     else:
-        last = collector.latest_available_day(app.settings)
+        last = latest
         if last < first:
             raise UsageError(
                 f"--start {first} is after the latest day Google has data for ({last})"

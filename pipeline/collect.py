@@ -42,8 +42,8 @@ def select_sources(app: App, names: tuple[str, ...] | list[str]) -> list[Source]
         raise UsageError(
             f"unknown source {unknown[0]!r} (one of: {', '.join(SOURCES) or 'none registered'})"
         )
-    if names:
-        return [SOURCES[name] for name in names]
+    if names:  # each once, in the order first named (`collect gtrends gtrends` runs it once)
+        return [SOURCES[name] for name in dict.fromkeys(names)]
     return enabled_sources(app.settings)
 
 

@@ -18,6 +18,7 @@ import tomllib
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from datetime import time as dt_time
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ FRAMEWORK_KEY = re.compile(r"^[a-z][a-z0-9_]*$")
 # Google search properties pytrends accepts (`gprop`); the same list as
 # pipeline.sources.gtrends.client.PROPERTIES, kept here so loading does not import pytrends.
 GTRENDS_PROPERTIES = ("", "images", "news", "youtube", "froogle")
+GTRENDS_FIRST_DAY = date(2004, 1, 1)  # Google Trends data begins in 2004
 DATABASE_BACKENDS = ("sqlite", "postgresql")  # the backends the storage layer is tested on
 DAY_SECONDS = 86_400.0
 
@@ -171,8 +173,21 @@ def _check_type(value: Any, kind: type, origin: str, key: str) -> Any:
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if kind is int and isinstance(value, bool) or not isinstance(value, kind):
-        raise ConfigError(origin, key, f"expected {_type_name(kind)}, got {value!r}")
+        raise ConfigError(origin, key, f"expected {_type_name(kind)}, got {_toml_shown(value)}")
     return value
+
+
+def _toml_shown(value: Any) -> str:
+    """A value as it was written in TOML (not as a Python repr)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, date | datetime | dt_time):
+        return f"the TOML date {value.isoformat()} (put it in quotes)"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a table"
+    return repr(value)
 
 
 def _from_env(raw: str, kind: type, origin: str, key: str) -> Any:
@@ -320,6 +335,8 @@ def _database_url_problem(url: str) -> str | None:
         return str(error).splitlines()[0].replace(url, shown)
     except ImportError as error:
         return f"driver of {parsed.drivername!r} is not installed ({error})"
+    if backend == "sqlite" and parsed.database in (None, "", ":memory:"):
+        return f"{shown!r} is an in-memory database, which keeps nothing: give a file path"
     if backend == "sqlite" and parsed.database and Path(parsed.database).is_dir():
         return f"{parsed.database} is a directory, not a database file"
     return None
@@ -380,14 +397,27 @@ def _check_semantics(settings: Settings, origins: dict[str, str]) -> None:
     problem = _database_url_problem(settings.database.url)
     if problem:
         raise fail("[database] url", problem)
+    if settings.lock_path.is_dir():
+        key = "[database] lock_path" if settings.database.lock_path else "[database] url"
+        raise fail(key, f"the lock file {settings.lock_path} is a directory")
+    cache = Path(settings.pwc.cache_dir)
+    if cache.exists() and not cache.is_dir():
+        raise fail("[pwc] cache_dir", f"{cache} is a file, not a directory")
     pretend = os.environ.get("TRENDS_TODAY")
+    today = datetime.now(UTC).date()
     if pretend:
         try:
-            date.fromisoformat(pretend)
+            today = date.fromisoformat(pretend)
         except ValueError:
             raise ConfigError(
                 "TRENDS_TODAY", "the day to pretend", f"expected YYYY-MM-DD, got {pretend!r}"
             ) from None
+    history_start = date.fromisoformat(settings.gtrends.history_start)
+    if not GTRENDS_FIRST_DAY <= history_start <= today:
+        raise fail(
+            "[gtrends] history_start",
+            f"{history_start} is outside Google Trends data ({GTRENDS_FIRST_DAY} to today)",
+        )
 
 
 def config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:

@@ -83,8 +83,13 @@ def write_json(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[st
 def write_rows(
     fmt: str, columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str]
 ) -> int:
+    """Rows in a text format; binary values (BLOB, bytea) are written as hex."""
     writers = {"table": write_table, "csv": write_csv, "json": write_json}
-    return writers[fmt](columns, portable_rows(rows), out)
+    text_rows = (
+        tuple(value.hex() if isinstance(value, bytes) else value for value in row)
+        for row in portable_rows(rows)
+    )
+    return writers[fmt](columns, text_rows, out)
 
 
 PARQUET_CHUNK_BYTES = 32 * 1024 * 1024  # one row group's Arrow data, at most (about)

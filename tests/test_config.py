@@ -108,6 +108,20 @@ def test_trends_config_variable_selects_the_file(
         ('[gtrends]\nschedule = "0 0 30 2 *"\n', "[gtrends] schedule", "never fires"),
         ('[pwc]\napi_schedule = "0 6 31 4,6,9,11 *"\n', "[pwc] api_schedule", "never fires"),
         ('[gtrends]\nhistory_start = "2016-13-01"\n', "[gtrends] history_start", "expected a date"),
+        (
+            "[gtrends]\nhistory_start = 2016-01-01\n",
+            "[gtrends] history_start",
+            "expected a string, got the TOML date 2016-01-01 (put it in quotes)",
+        ),
+        (
+            "[gtrends]\nenabled = [true]\n",
+            "[gtrends] enabled",
+            "expected true or false, got a list",
+        ),
+        ('[gtrends]\nhistory_start = "1990-01-01"\n', "[gtrends] history_start", "1990-01-01 is"),
+        ('[gtrends]\nhistory_start = "2999-01-01"\n', "[gtrends] history_start", "outside Google"),
+        ('[database]\nurl = "sqlite:///:memory:"\n', "[database] url", "in-memory database"),
+        ('[database]\nurl = "sqlite://"\n', "[database] url", "in-memory database"),
         ("[http]\nmax_attempts = 0\n", "[http] max_attempts", "must be 1 or more, got 0"),
         ("[http]\nrequest_budget = 0\n", "[http] request_budget", "must be 1 or more"),
         ("[http]\nrequest_delay = -1\n", "[http] request_delay", "must be 0 or more, got -1.0"),
@@ -184,6 +198,9 @@ def test_invalid_environment_value_names_the_variable(monkeypatch: pytest.Monkey
         ("TRENDS_GTRENDS_BASE_URL", "notaurl", "[gtrends] base_url", "expected an http://"),
         ("TRENDS_PWC_API_URL", "ftp://x/api", "[pwc] api_url", "expected an http://"),
         ("TRENDS_DATABASE_URL", "sqlite:////tmp", "[database] url", "/tmp is a directory"),
+        ("TRENDS_DATABASE_LOCK_PATH", "/tmp", "[database] lock_path", "lock file /tmp is a dir"),
+        ("TRENDS_PWC_CACHE_DIR", "/etc/passwd", "[pwc] cache_dir", "is a file, not a directory"),
+        ("TRENDS_GTRENDS_HISTORY_START", "2003-12-31", "[gtrends] history_start", "outside"),
     ],
 )
 def test_meaningless_environment_value_names_the_variable_not_the_file(

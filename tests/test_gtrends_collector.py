@@ -257,13 +257,14 @@ def test_a_window_is_stored_whole_or_not_at_all(fake, config, sqlite_url) -> Non
 def test_a_window_asked_beyond_googles_data_holds_only_the_days_it_got(
     tmp_path, sqlite_url, monkeypatch
 ) -> None:
-    """A backfill to a future --end stores a window whose days after Google's latest are empty:
-    the next days' collects must still fetch them."""
+    """With [gtrends] data_lag_days shorter than Google's real lag, windows end after Google's
+    latest day, and their last days are empty: the next days' collects must still fetch them."""
     day_one = date(2026, 6, 2)
+    monkeypatch.setenv("TRENDS_GTRENDS_DATA_LAG_DAYS", "0")  # the fake lags 3 days
     with FakeGoogleTrends(today=day_one) as server:
         config = gtrends_config(tmp_path / "c.toml", sqlite_url, server.base_url)
         monkeypatch.setenv("TRENDS_TODAY", day_one.isoformat())
-        args = ["backfill", "gtrends", "--start", "2026-01-01", "--end", "2026-06-20"]
+        args = ["backfill", "gtrends", "--start", "2026-01-01", "--end", "2026-06-02"]
         assert run_cli(config, *args).exit_code == 0
     for today in (date(2026, 6, 3), date(2026, 6, 4)):
         with FakeGoogleTrends(today=today) as server:
@@ -274,6 +275,19 @@ def test_a_window_asked_beyond_googles_data_holds_only_the_days_it_got(
             sqlite_url, "SELECT max(period_start) FROM gtrends_series WHERE resolution = 'day'"
         )[0][0]
         assert latest == server.latest_day.isoformat()
+
+
+def test_an_end_after_googles_latest_day_backfills_up_to_that_day(
+    fake, config, monkeypatch
+) -> None:
+    """Windows wholly after Google's latest day would be answered 400, thousands of them for a
+    far --end: the range stops at the latest day instead."""
+    monkeypatch.setenv("TRENDS_TODAY", fake.today.isoformat())
+    plan = ["backfill", "gtrends", "--start", "2025-01-01", "--dry-run"]
+    far = run_cli(config, *plan, "--end", "2999-01-01")
+    assert far.exit_code == 0
+    assert "--end 2999-01-01 is after the latest day Google has data for" in far.stderr
+    assert far.stdout == run_cli(config, *plan).stdout
 
 
 def test_raw_responses_are_stored_without_secrets(fake, config, sqlite_url) -> None:

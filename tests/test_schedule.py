@@ -221,6 +221,11 @@ def test_collect_due_runs_when_due_and_then_nothing(app: App, config_file: Path,
     assert "nothing due" in run_cli(config_file, "collect", "--due").stderr
 
 
+def test_a_source_named_twice_is_collected_once(app: App, config_file: Path, demo) -> None:
+    assert run_cli(config_file, "collect", "demo", "demo").exit_code == 0
+    assert count_runs(app) == 1
+
+
 def test_collect_due_after_a_failure_tries_again(
     app: App, config_file: Path, demo, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -210,11 +210,16 @@ def test_ctrl_c_stops_a_long_query_with_one_line(filled: App, config_file: Path)
 
 
 def test_the_same_query_prints_the_same_on_both_backends(database_url: str, tmp_path: Path) -> None:
-    """PostgreSQL's booleans and NUMERIC are printed as SQLite's 1/0 and floats."""
+    """PostgreSQL's booleans and NUMERIC are printed as SQLite's 1/0 and floats; binary values
+    as hex on both."""
     config = write_config(tmp_path / "db.toml", database_url)
     assert run_cli(config, "db", "upgrade").exit_code == 0
-    sql = "SELECT 1 = 1 AS yes, 1 = 2 AS no, ROUND(CAST(18 AS NUMERIC), 1) AS percent"
+    sql = (
+        "SELECT 1 = 1 AS yes, 1 = 2 AS no, ROUND(CAST(18 AS NUMERIC), 1) AS percent, "
+        + ("x'ff00'" if database_url.startswith("sqlite") else "'\\xff00'::bytea")
+        + " AS raw"
+    )
     shown = {fmt: run_cli(config, "sql", sql, "--format", fmt).stdout for fmt in FORMATS}
-    assert shown["csv"] == "yes,no,percent\n1,0,18.0\n"
-    assert json.loads(shown["json"]) == [{"yes": 1, "no": 0, "percent": 18.0}]
-    assert shown["table"].splitlines()[-1].split() == ["1", "0", "18"]
+    assert shown["csv"] == "yes,no,percent,raw\n1,0,18.0,ff00\n"
+    assert json.loads(shown["json"]) == [{"yes": 1, "no": 0, "percent": 18.0, "raw": "ff00"}]
+    assert shown["table"].splitlines()[-1].split() == ["1", "0", "18", "ff00"]

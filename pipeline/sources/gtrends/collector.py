@@ -25,7 +25,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from pipeline.app import App
-from pipeline.config import Settings
+from pipeline.config import GTRENDS_FIRST_DAY, Settings
 from pipeline.errors import StepFailed, UsageError
 from pipeline.http import HttpPolicy, HttpResponse
 from pipeline.rawstore import store_response
@@ -48,7 +48,7 @@ log = logging.getLogger(__name__)
 
 SOURCE = "gtrends"
 _T = TypeVar("_T")
-MONTHLY_HISTORY_START = date(2004, 1, 1)  # Google Trends data begins in 2004
+MONTHLY_HISTORY_START = GTRENDS_FIRST_DAY  # monthly windows cover all of Google's data
 
 
 def search_terms(settings: Settings) -> dict[str, str]:
