@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -175,6 +176,11 @@ def recorded_run(engine: Engine, command: str, source: str | None = None) -> Ite
         message = str(error) or type(error).__name__
         if isinstance(error, KeyboardInterrupt | SystemExit):
             message = "interrupted"
+            # Interrupted inside a driver call, a connection is closed with its statement still
+            # referenced from the traceback's frames, and SQLite keeps such a connection (and
+            # its write lock) until the statement is freed: finish_run would wait the whole
+            # busy timeout. Dropping the finished frames' locals frees it; line numbers stay.
+            traceback.clear_frames(error.__traceback__)
         run.failed(message)
         raise
     finally:

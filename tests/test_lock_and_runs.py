@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 
 from pipeline.app import App
 from pipeline.config import load_settings
@@ -192,6 +193,43 @@ def test_another_program_closing_the_database_loses_nothing_we_commit(app: App) 
         start_run(app.engine, "after", "")
         assert _other_program_reads(database) == ["before", "after"]
     app.close()
+
+
+def test_ctrl_c_inside_a_driver_call_records_the_run_at_once(
+    app: App, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted while fetching inside a write transaction, the connection keeps its write
+    lock until the statement the traceback references is freed; recording the run must not
+    wait the busy timeout for it (then fail with "database is locked")."""
+    monkeypatch.setattr("storage.db.BUSY_TIMEOUT_MS", 2000)
+    endless = "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT i FROM n"
+
+    def fetch_until_interrupted() -> None:
+        with app.engine.begin() as connection:
+            connection.execute(text("UPDATE source_state SET value = value"))  # write lock
+            result = connection.execute(text(endless))
+            signal.setitimer(signal.ITIMER_REAL, 0.2)
+            while True:
+                result.fetchone()
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    started = time.monotonic()
+    try:
+        with (
+            app.writing(),
+            pytest.raises(KeyboardInterrupt),
+            recorded_run(app.engine, "aggregate"),
+        ):
+            fetch_until_interrupted()
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert time.monotonic() - started < 1.5
+    with app.engine.connect() as connection:
+        assert connection.execute(select(Run.status, Run.error)).one() == ("failed", "interrupted")
 
 
 def test_a_lock_file_that_cannot_be_created_is_not_reported_as_held(
