@@ -45,6 +45,8 @@ class TrendsGroup(click.Group):
             return super().main(*args, **kwargs)
         kwargs["standalone_mode"] = False  # Click's own errors are ours to print (one line)
         _interrupt_on_sigterm()
+        if sys.stdout is None:  # started with stdout closed (`>&-`): no reader, as with `| head`
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the process
         try:
             status = super().main(*args, **kwargs)
         except click.exceptions.NoArgsIsHelpError as error:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +114,16 @@ def test_a_database_error_is_named_with_the_drivers_message(
     assert result.stderr == (
         "Error: database error: database is locked (OperationalError) (run with -v for details)\n"
     )
+
+
+def test_a_closed_standard_output_is_treated_as_no_reader(config_file: Path) -> None:
+    """`trends runs >&-`: nothing to write to, as with `| head`: quietly done, exit 0."""
+    trends = Path(sys.executable).with_name("trends")
+    result = subprocess.run(
+        [str(trends), "--config", str(config_file), "runs"],
+        preexec_fn=lambda: os.close(1),  # noqa: PLW1509 - no threads in the child yet
+        stderr=subprocess.PIPE,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode, result.stderr) == (0, "")

@@ -468,7 +468,7 @@ def _bad_file(tmp_path: Path, kind: str, synthetic_dir: Path) -> Path:
 BAD_KINDS = {
     "truncated-gzip": "damaged gzip",
     "truncated-json": "damaged JSON",
-    "not-an-array": "not a JSON array",
+    "not-an-array": "not a JSON array (starts with '{",
     "not-json": "not a JSON array",
     "wrong-json-fields": "lack field(s) paper_arxiv_id, repo_url, is_official, framework",
     "truncated-parquet": "damaged Parquet",

@@ -504,7 +504,8 @@ def _json_batches(path: Path, columns: Sequence[str], batch_size: int) -> Iterat
         except _GZIP_ERRORS as error:
             raise ArchiveError(f"{path}: damaged gzip file ({_one_line(error)})") from None
         if head.strip() and not head.lstrip().startswith(b"["):
-            raise ArchiveError(f"{path}: not a JSON array (starts with {head.lstrip()[:12]!r})")
+            start = head.lstrip()[:12].decode("utf-8", "replace")
+            raise ArchiveError(f"{path}: not a JSON array (starts with {start!r})")
         kept: dict[str, list[Any]] = {c: [] for c in columns}
         rows = 0
         try:
