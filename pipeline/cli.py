@@ -22,6 +22,7 @@ import click
 
 from pipeline import reports
 from pipeline.app import App
+from pipeline.config import GTRENDS_FIRST_DAY
 from pipeline.errors import EXIT_FAILED, EXIT_USAGE, TrendsError, UsageError, one_line
 from pipeline.output import FILE_FORMATS, FORMATS, write_rows
 from pipeline.readonly import readonly_query
@@ -353,8 +354,8 @@ def backfill_gtrends(
 
     app = get_app(ctx)
     first = date.fromisoformat(reports.parse_date(start, "--start"))
-    if first < collector.MONTHLY_HISTORY_START:
-        raise UsageError(f"--start: Google Trends data begins on {collector.MONTHLY_HISTORY_START}")
+    if first < GTRENDS_FIRST_DAY:
+        raise UsageError(f"--start: Google Trends data begins on {GTRENDS_FIRST_DAY}")
     latest = collector.latest_available_day(app.settings)
     if end:
         last = date.fromisoformat(reports.parse_date(end, "--end"))

@@ -181,7 +181,7 @@ def _toml_shown(value: Any) -> str:
     """A value as it was written in TOML (not as a Python repr)."""
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, date | datetime | dt_time):
+    if isinstance(value, date | dt_time):  # datetime is a date
         return f"the TOML date {value.isoformat()} (put it in quotes)"
     if isinstance(value, list):
         return "a list"

@@ -50,22 +50,28 @@ def write_csv(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str
     return count
 
 
-def portable_rows(rows: Iterable[Sequence[Any]]) -> Iterator[tuple[Any, ...]]:
+def portable_rows(
+    rows: Iterable[Sequence[Any]], *, hex_bytes: bool = False
+) -> Iterator[tuple[Any, ...]]:
     """Rows as SQLite gives them, whichever the backend, so output does not depend on it:
-    PostgreSQL's booleans become 1/0 and its NUMERIC (Decimal) a float."""
+    PostgreSQL's booleans become 1/0 and its NUMERIC (Decimal) a float. ``hex_bytes``: binary
+    values (BLOB, bytea) as hex text, for the text formats."""
     for row in rows:
-        yield tuple(
-            int(value)
-            if isinstance(value, bool)
-            else float(value)
-            if isinstance(value, Decimal)
-            else value
-            for value in row
-        )
+        yield tuple(_portable(value, hex_bytes) for value in row)
+
+
+def _portable(value: Any, hex_bytes: bool) -> Any:
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, Decimal):
+        return float(value)
+    if hex_bytes and isinstance(value, bytes):
+        return value.hex()
+    return value
 
 
 def _json_default(value: Any) -> Any:
-    return str(value)  # dates, times, bytes, …
+    return str(value)  # dates, times, …
 
 
 def write_json(columns: Sequence[str], rows: Iterable[Sequence[Any]], out: IO[str]) -> int:
@@ -85,11 +91,7 @@ def write_rows(
 ) -> int:
     """Rows in a text format; binary values (BLOB, bytea) are written as hex."""
     writers = {"table": write_table, "csv": write_csv, "json": write_json}
-    text_rows = (
-        tuple(value.hex() if isinstance(value, bytes) else value for value in row)
-        for row in portable_rows(rows)
-    )
-    return writers[fmt](columns, text_rows, out)
+    return writers[fmt](columns, portable_rows(rows, hex_bytes=True), out)
 
 
 PARQUET_CHUNK_BYTES = 32 * 1024 * 1024  # one row group's Arrow data, at most (about)

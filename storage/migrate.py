@@ -20,8 +20,12 @@ def alembic_config(connection: Connection | None = None) -> Config:
     return config
 
 
+def _scripts() -> ScriptDirectory:
+    return ScriptDirectory.from_config(alembic_config())
+
+
 def head_revision() -> str:
-    return ScriptDirectory.from_config(alembic_config()).get_current_head() or ""
+    return _scripts().get_current_head() or ""
 
 
 class UnknownRevision(RuntimeError):
@@ -42,8 +46,7 @@ def current_revision(connection: Connection) -> str | None:
 
 
 def _known_revisions() -> set[str]:
-    scripts = ScriptDirectory.from_config(alembic_config())
-    return {script.revision for script in scripts.walk_revisions()}
+    return {script.revision for script in _scripts().walk_revisions()}
 
 
 def pending(engine: Engine) -> bool:

@@ -48,7 +48,6 @@ log = logging.getLogger(__name__)
 
 SOURCE = "gtrends"
 _T = TypeVar("_T")
-MONTHLY_HISTORY_START = GTRENDS_FIRST_DAY  # monthly windows cover all of Google's data
 
 
 def search_terms(settings: Settings) -> dict[str, str]:
@@ -195,7 +194,7 @@ def incremental_plan(
     )
     weekly = _plan_for(settings, weekly_windows[-1][0], last_saturday, "week")
     last_month_end = latest.replace(day=1) - timedelta(days=1)
-    monthly = _plan_for(settings, MONTHLY_HISTORY_START, last_month_end, "month")
+    monthly = _plan_for(settings, GTRENDS_FIRST_DAY, last_month_end, "month")  # all of it
     return daily + weekly + monthly
 
 
