@@ -14,14 +14,12 @@ wall time and peak RSS (``os.wait4``):
   then aggregated, which is the like-for-like comparison for a durable import;
 - DuckDB, bare join (reference only): no URL normalisation, no de-duplication;
 - pipeline phases: the same import run again through the library, timing start-up (imports),
-  migrations, reading, the SQLite write and aggregation separately, to show where time goes;
-- counts only (reference for a storage decision): the pipeline's own reader, start-up and
-  aggregation, but storing one count per (paper date, framework code, official) instead of one
-  row per link: what the import would cost without the per-link ``pwc_links`` table.
+  migrations, reading, the SQLite write and aggregation separately, to show where time goes.
 
 The counts must agree: DuckDB applies the pipeline's semantics (links deduplicated on
-(paper_url, normalised repo_url); a paper's date; links whose paper is missing or undated
-count nowhere), and its per-code counts are mapped to framework keys as the pipeline maps them.
+(paper_url, normalised repo_url); a paper's date, found by paper URL or else by normalised
+arXiv id; links whose paper is missing or undated count nowhere), and its per-code counts are
+mapped to framework keys as the pipeline maps them.
 Targets (from the issue): Parquet within 2x of DuckDB's time; peak RSS under 1 GiB.
 """
 
@@ -62,28 +60,38 @@ def _source(fmt: str, path: Path, columns: dict[str, str]) -> str:
 
 
 def duckdb_sql(fmt: str, links: Path, papers: Path) -> tuple[str, str]:
-    """(CTEs ``links`` and ``papers`` as the pipeline stores them, the quarterly count query).
+    """(CTEs ``links`` and ``papers`` as the pipeline reads them, the quarterly count query).
 
     ``links`` repeats pipeline.sources.pwc.archive.normalize_repo_url for the URLs the archive
     holds (scheme, www., case, query, /tree|/blob sub-paths, .git, trailing /, SSH remotes;
     github.com keeps owner/name) and keeps one row per (paper_url, repo_url), as the pipeline
     does. Each step is its own CTE (``parts`` materialised) so that every regex runs once per row.
+    A link's paper is found by URL, else by arXiv id (prefix and version removed).
     """
-    link_columns = {"paper_url": "VARCHAR", "repo_url": "VARCHAR", "framework": "VARCHAR"}
-    paper_columns = {"paper_url": "VARCHAR", "date": "VARCHAR"}
+    link_columns = {
+        "paper_url": "VARCHAR",
+        "paper_arxiv_id": "VARCHAR",
+        "repo_url": "VARCHAR",
+        "framework": "VARCHAR",
+    }
+    paper_columns = {"paper_url": "VARCHAR", "arxiv_id": "VARCHAR", "date": "VARCHAR"}
+    arxiv = (
+        r"nullif(regexp_replace(regexp_replace(trim({}), '^(?i:arxiv:)\s*', ''),"
+        r" '(?i:v)[0-9]+$', ''), '')"
+    )
     build = rf"""
         raw AS (
-            SELECT trim(paper_url) AS paper_url, lower(trim(repo_url)) AS url,
-                   lower(trim(framework)) AS framework
+            SELECT trim(paper_url) AS paper_url, {arxiv.format("paper_arxiv_id")} AS arxiv_id,
+                   lower(trim(repo_url)) AS url, lower(trim(framework)) AS framework
             FROM {_source(fmt, links, link_columns)}),
         after_scheme AS (
-            SELECT paper_url, framework, regexp_replace(
+            SELECT paper_url, arxiv_id, framework, regexp_replace(
                 regexp_replace(url, '^[\w.-]+@([\w.-]+):', '\1/'), '^[a-z][a-z0-9+.-]*://', ''
             ) AS rest
             FROM raw
             WHERE url NOT IN {BLANKS} AND paper_url <> '' AND framework NOT IN {FRAMEWORK_BLANKS}),
         parts AS MATERIALIZED (
-            SELECT paper_url, framework,
+            SELECT paper_url, arxiv_id, framework,
                    regexp_replace(regexp_extract(rest, '^[^/?#]*'), '^www\.', '') AS host,
                    rtrim(regexp_replace(rtrim(regexp_replace(regexp_replace(
                        regexp_replace(rest, '^[^/?#]*', ''), '[?#].*$', ''),
@@ -92,19 +100,27 @@ def duckdb_sql(fmt: str, links: Path, papers: Path) -> tuple[str, str]:
         links AS (
             SELECT paper_url, 'https://' || host || CASE WHEN host = 'github.com'
                    THEN regexp_extract(path, '^(/[^/]*){{0,2}}') ELSE path END AS repo_url,
-                   any_value(framework) AS framework
+                   any_value(arxiv_id) AS arxiv_id, any_value(framework) AS framework
             FROM parts
             WHERE host <> '' AND trim(path, '/') <> ''
             GROUP BY 1, 2),
         papers AS (
-            SELECT paper_url, try_cast(date AS DATE) AS published
-            FROM {_source(fmt, papers, paper_columns)})
+            SELECT paper_url, {arxiv.format("arxiv_id")} AS arxiv_id,
+                   try_cast(date AS DATE) AS published
+            FROM {_source(fmt, papers, paper_columns)}),
+        dated AS (
+            SELECT l.framework, coalesce(p.published, a.published) AS published
+            FROM links l
+            LEFT JOIN papers p USING (paper_url)
+            LEFT JOIN (SELECT arxiv_id, any_value(published) AS published FROM papers
+                       WHERE arxiv_id IS NOT NULL GROUP BY 1) a
+                   ON p.paper_url IS NULL AND a.arxiv_id = l.arxiv_id)
     """
     count = """
-        SELECT strftime(date_trunc('quarter', p.published), '%Y-%m-%d') AS quarter,
-               l.framework, count(*) AS n
-        FROM links l JOIN papers p USING (paper_url)
-        WHERE p.published IS NOT NULL
+        SELECT strftime(date_trunc('quarter', published), '%Y-%m-%d') AS quarter,
+               framework, count(*) AS n
+        FROM dated
+        WHERE published IS NOT NULL
         GROUP BY 1, 2
     """
     return build, count
@@ -138,14 +154,10 @@ def duckdb_worker(mode: str, fmt: str, links: Path, papers: Path, out: Path) -> 
     if mode == "table":
         connection = duckdb.connect(str(out.with_suffix(".duckdb")))
         connection.execute("BEGIN")
-        connection.execute(
-            f"CREATE TABLE pwc_links AS WITH {build} SELECT l.*, p.published "
-            "FROM links l LEFT JOIN papers p USING (paper_url)"
-        )
+        connection.execute(f"CREATE TABLE pwc_links AS WITH {build} SELECT * FROM dated")
         connection.execute("COMMIT")
         connection.execute("CHECKPOINT")
-        count = count.replace("links l JOIN papers p USING (paper_url)", "pwc_links p")
-        query = count.replace("l.framework", "p.framework")
+        query = count.replace("FROM dated", "FROM pwc_links")
     else:
         connection = duckdb.connect(":memory:")
         query = plain_count_sql(fmt, links, papers) if mode == "plain" else f"WITH {build} {count}"
@@ -155,11 +167,11 @@ def duckdb_worker(mode: str, fmt: str, links: Path, papers: Path, out: Path) -> 
 
 
 PHASES = (
-    ("imports", "pandas, Arrow, SQLAlchemy, Alembic, the pipeline"),
+    ("imports", "SQLAlchemy, Alembic, the pipeline"),
     ("migrations", "lock, fresh schema"),
-    ("read", "read and normalise links and paper dates (Arrow)"),
-    ("write", "links into SQLite, one transaction"),
-    ("aggregate", "framework_share rebuilt from pwc_links"),
+    ("read", "DuckDB: read, normalise, match links to papers, count"),
+    ("write", "daily link counts into SQLite, one transaction"),
+    ("aggregate", "framework_share rebuilt from pwc_link_counts"),
     ("close", "engine disposed (WAL checkpoint)"),
 )
 
@@ -189,71 +201,6 @@ def phases_worker(links: Path, papers: Path, folder: Path, out: Path) -> None:
     app.close()
     mark("close")
     out.write_text(json.dumps(marks))
-
-
-def counts_only_worker(links: Path, papers: Path, folder: Path) -> None:
-    """Child process: the import as it would be with daily counts stored instead of links.
-
-    Same start-up, migrations, writer lock, reader and share computation as the real command;
-    only the per-link write (and the aggregation's scan of those links) is replaced by a
-    group-by in Arrow and a write of the ~40k daily counts into a scratch table.
-    """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from pipeline import shares
-    from pipeline.app import App
-    from pipeline.config import load_settings
-    from pipeline.sources.pwc import archive_source
-    from storage.models import FrameworkShare
-
-    app = App(load_settings(write_config(folder, folder / "counts-only.db")))
-    with app.writing():
-        links = archive_source.read_archive(links, [papers]).links
-        dated = links.filter(pc.is_valid(links["published"]))
-        dated = dated.set_column(
-            dated.schema.get_field_index("is_official"),
-            "is_official",
-            pc.fill_null(dated["is_official"], False),
-        )
-        daily = dated.group_by(["published", "framework", "is_official"]).aggregate(
-            [([], "count_all")]
-        )
-        with app.engine.begin() as connection:
-            connection.exec_driver_sql(
-                "CREATE TABLE bench_daily_counts (published TEXT, framework TEXT, "
-                "is_official BOOLEAN, links INTEGER)"
-            )
-            columns = [daily[name].to_pylist() for name in daily.column_names]
-            values = list(zip(*columns, strict=True))
-            connection.exec_driver_sql("INSERT INTO bench_daily_counts VALUES (?, ?, ?, ?)", values)
-        months = pc.utf8_slice_codeunits(daily["published"], 0, 7)
-        monthly = (
-            pa.table(
-                {
-                    "month": months,
-                    "code": daily["framework"],
-                    "is_official": daily["is_official"],
-                    "count": daily["count_all"],
-                }
-            )
-            .group_by(["month", "code", "is_official"])
-            .aggregate([("count", "sum")])
-            .rename_columns(["month", "code", "is_official", "count"])
-            .to_pandas()
-        )
-        rows = archive_source.share_rows(monthly, app.settings.framework_for_pwc_code())
-        with app.engine.begin() as connection:
-            shares.replace_shares(connection, rows, [FrameworkShare.source == "pwc"])
-    app.close()
-
-
-def run_counts_only(links: Path, papers: Path, folder: Path) -> tuple[Measured, Counter]:
-    worker = ["--counts-only-worker", str(links), str(papers), str(folder)]
-    measured = measure([sys.executable, __file__, *worker])
-    if measured.returncode != 0:
-        raise SystemExit(f"counts-only failed ({measured.returncode}):\n{measured.stderr}")
-    return measured, stored_counts(folder / "counts-only.db")
 
 
 def run_phases(links: Path, papers: Path, folder: Path) -> dict[str, float]:
@@ -358,7 +305,6 @@ class Row:
     memory: Measured
     table: Measured
     plain: Measured
-    counts_only: Measured
     phases: dict[str, float]
     agree: bool
     quarters: int
@@ -373,9 +319,8 @@ def bench_format(directory: Path, fmt: str) -> Row:
         memory, in_memory = run_duckdb("memory", fmt, links, papers, folder)
         table, from_table = run_duckdb("table", fmt, links, papers, folder)
         plain, _ = run_duckdb("plain", fmt, links, papers, folder)
-        counts_only, from_counts = run_counts_only(links, papers, folder)
         phases = run_phases(links, papers, folder)
-    agree = stored == in_memory == from_table == from_counts
+    agree = stored == in_memory == from_table
     if not agree:
         diff = {
             k: (stored[k], in_memory[k]) for k in stored | in_memory if stored[k] != in_memory[k]
@@ -383,9 +328,7 @@ def bench_format(directory: Path, fmt: str) -> Row:
         print(f"{fmt}: counts differ in {len(diff)} cells, e.g. {list(diff.items())[:5]}")
     quarters = len({q for q, _ in stored})
     links_counted = sum(stored.values())
-    return Row(
-        fmt, pipeline, memory, table, plain, counts_only, phases, agree, quarters, links_counted
-    )
+    return Row(fmt, pipeline, memory, table, plain, phases, agree, quarters, links_counted)
 
 
 VARIANTS = (
@@ -412,20 +355,6 @@ def report(rows: list[Row], directory: Path) -> str:
                 f"| {label} | {duck.seconds:.2f} | {duck.peak_rss / MIB:.0f} "
                 f"| {r.pipeline.seconds / duck.seconds:.1f} | {agree} |"
             )
-    lines += [
-        "",
-        "Reference for a storage decision: the same command storing daily counts instead of "
-        "one row per link (no `pwc_links`):",
-        "",
-        "| format | counts-only wall s | peak RSS MiB | / DuckDB in memory | / pipeline |",
-        "|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r.fmt} | {r.counts_only.seconds:.2f} | {r.counts_only.peak_rss / MIB:.0f} "
-            f"| {r.counts_only.seconds / r.memory.seconds:.1f} "
-            f"| {r.counts_only.seconds / r.pipeline.seconds:.2f} |"
-        )
     lines += ["", "Where the pipeline's time goes (library run of the same import, seconds):", ""]
     lines.append("| phase | what | " + " | ".join(r.fmt for r in rows) + " |")
     lines.append("|---|---|" + "---|" * len(rows))
@@ -451,9 +380,6 @@ def main(argv: list[str] | None = None) -> int:
     if argv[:1] == ["--duckdb-worker"]:
         mode, fmt, links, papers, out = argv[1:]
         duckdb_worker(mode, fmt, Path(links), Path(papers), Path(out))
-        return 0
-    if argv[:1] == ["--counts-only-worker"]:
-        counts_only_worker(*(Path(arg) for arg in argv[1:]))
         return 0
     if argv[:1] == ["--phases-worker"]:
         phases_worker(*(Path(arg) for arg in argv[1:]))

@@ -15,7 +15,6 @@ BENCHMARKS = [
     "bench_gtrends.py",
     "bench_gtrends_daily.py",
     "bench_pwc.py",
-    "bench_sqlite_write.py",
 ]
 
 

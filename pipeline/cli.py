@@ -430,9 +430,7 @@ def backfill_pwc(
     for problem in report.problems:
         click.echo(f"warning: {problem}", err=True)
     if report.imported:
-        click.echo(
-            f"imported {report.links} links ({report.papers} of their papers found)", err=True
-        )
+        click.echo(report.summary(), err=True)
     else:
         click.echo("archive unchanged since the last import; nothing to do", err=True)
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-import pandas as pd
 from sqlalchemy import Connection
 
 from storage.models import FrameworkShare
@@ -14,21 +15,33 @@ from storage.upsert import replace_rows
 SHARE_KEY = ["source", "variant", "granularity", "period_start", "framework"]
 
 
-def share_rows(values: pd.DataFrame, source: str, variant: str, granularity: str) -> list[dict]:
-    """``framework_share`` rows from ``values`` (columns period_start, framework, value).
+def share_rows(
+    values: Iterable[tuple[str, str, float]], source: str, variant: str, granularity: str
+) -> list[dict]:
+    """``framework_share`` rows from (period_start, framework, value) triples.
 
-    Periods whose values add up to 0 have no shares and are left out.
+    Missing values (NaN) are left out; periods whose values add up to 0 have no shares.
     """
-    if values.empty:
-        return []
-    totals = values.groupby("period_start")["value"].transform("sum")
-    frame = values.assign(share=values["value"] / totals.where(totals > 0)).dropna(subset=["share"])
-    return [
-        {"source": source, "variant": variant, "granularity": granularity,
-         "period_start": row.period_start, "framework": row.framework,
-         "value": float(row.value), "share": float(row.share)}
-        for row in frame.itertuples(index=False)
-    ]  # fmt: skip
+    by_period: dict[str, list[tuple[str, float]]] = defaultdict(list)
+    for period, framework, value in values:
+        if value == value:  # not NaN
+            by_period[period].append((framework, float(value)))
+    rows = []
+    for period, cells in by_period.items():
+        total = math.fsum(value for _, value in cells)
+        if total > 0:
+            rows += [
+                {"source": source, "variant": variant, "granularity": granularity,
+                 "period_start": period, "framework": framework, "value": value,
+                 "share": value / total}
+                for framework, value in cells
+            ]  # fmt: skip
+    return rows
+
+
+def frame_triples(frame: Any) -> Iterator[tuple[str, str, float]]:
+    """The (period_start, framework, value) rows of a pandas DataFrame, for :func:`share_rows`."""
+    return frame[["period_start", "framework", "value"]].itertuples(index=False, name=None)
 
 
 def replace_shares(connection: Connection, rows: list[dict], scope: Sequence[Any]) -> int:

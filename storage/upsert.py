@@ -7,7 +7,7 @@ The statement is compiled once and run through the driver's ``executemany`` with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -51,10 +51,7 @@ def upsert(
     first = next(iterator, None)
     if first is None:
         return 0
-    as_tuples = not isinstance(first, Mapping)
-    if as_tuples and columns is None:
-        raise ValueError("upsert of tuples needs the column names (columns=…)")
-    names = list(columns or first.keys())  # type: ignore[union-attr]
+    names = _names(first, columns)
     updatable = [name for name in names if name not in key]
     # inline(): no implicit RETURNING of the primary key, which executemany does not need.
     statement = _insert_for(connection)(table).inline().values({n: bindparam(n) for n in names})
@@ -67,11 +64,42 @@ def upsert(
         )
     else:
         statement = statement.on_conflict_do_nothing(index_elements=list(key))
+    return _execute_many(connection, statement, names, first, iterator)
 
+
+def insert_rows(
+    connection: Connection,
+    target: Table | type[DeclarativeBase],
+    rows: Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]],
+    columns: Sequence[str] | None = None,
+) -> int:
+    """Insert ``rows`` (mappings, or tuples in the order of ``columns``) into ``target``, in
+    batches, inside the caller's transaction. Returns the number of rows inserted."""
+    table = _table(target)
+    iterator = iter(rows)
+    first = next(iterator, None)
+    if first is None:
+        return 0
+    names = _names(first, columns)
+    statement = _insert_for(connection)(table).inline().values({n: bindparam(n) for n in names})
+    return _execute_many(connection, statement, names, first, iterator)
+
+
+def _names(first: Any, columns: Sequence[str] | None) -> list[str]:
+    if not isinstance(first, Mapping) and columns is None:
+        raise ValueError("rows given as tuples need the column names (columns=…)")
+    return list(columns or first.keys())
+
+
+def _execute_many(
+    connection: Connection, statement: Any, names: list[str], first: Any, rest: Iterator[Any]
+) -> int:
+    """Send ``first`` and ``rest`` through ``statement`` in batches of CHUNK_ROWS."""
     compiled = statement.compile(dialect=connection.dialect)
     sql = str(compiled)
     positional = compiled.positiontup is not None
     order = list(compiled.positiontup) if positional else names
+    as_tuples = not isinstance(first, Mapping)
 
     def as_params(row: Any) -> Any:
         if as_tuples:
@@ -82,12 +110,12 @@ def upsert(
 
     ready = as_tuples and positional and order == names  # rows go to the driver as they are
     changed = 0
-    batch = [first, *islice(iterator, CHUNK_ROWS - 1)]
+    batch = [first, *islice(rest, CHUNK_ROWS - 1)]
     while batch:
         params = batch if ready else [as_params(row) for row in batch]
         result = connection.exec_driver_sql(sql, params)
         changed += max(result.rowcount, 0)
-        batch = list(islice(iterator, CHUNK_ROWS))
+        batch = list(islice(rest, CHUNK_ROWS))
     return changed
 
 

@@ -125,13 +125,13 @@ def test_a_period_whose_largest_value_equals_the_threshold_is_informative() -> N
 
 
 def test_periods_whose_values_add_up_to_zero_have_no_shares() -> None:
-    values = pd.DataFrame(
-        {
-            "period_start": ["2024-01-01", "2024-01-01", "2024-04-01", "2024-04-01"],
-            "framework": ["pytorch", "jax", "pytorch", "jax"],
-            "value": [0, 0, 3, 1],
-        }
-    )
+    values = [
+        ("2024-01-01", "pytorch", 0),
+        ("2024-01-01", "jax", 0),
+        ("2024-04-01", "pytorch", 3),
+        ("2024-04-01", "jax", 1),
+        ("2024-04-01", "mxnet", float("nan")),  # missing: no row
+    ]
     rows = share_rows(values, "pwc-api", "papers", "quarter")
     assert [(r["period_start"], r["framework"], r["share"]) for r in rows] == [
         ("2024-04-01", "pytorch", 0.75),

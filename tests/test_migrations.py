@@ -107,6 +107,13 @@ PWC_LINK_ROWS = [
 PWC_LINK_COLUMNS = "paper_url, repo_url, arxiv_id, is_official, framework, published"
 
 
+def _insert_pwc_links(connection, rows: list[tuple]) -> None:
+    connection.execute(
+        text(f"INSERT INTO pwc_links ({PWC_LINK_COLUMNS}) VALUES (:p, :r, :a, :o, :f, :d)"),
+        [dict(zip("praofd", row, strict=True)) for row in rows],
+    )
+
+
 def _pwc_links(engine) -> list[tuple]:
     with engine.connect() as connection:
         query = f"SELECT {PWC_LINK_COLUMNS} FROM pwc_links ORDER BY paper_url"
@@ -118,11 +125,8 @@ def test_pwc_links_keep_their_rows_when_keyed_by_urls_and_back(database_url: str
     engine = make_engine(database_url)
     with engine.begin() as connection:
         command.upgrade(migrate.alembic_config(connection), "0002")
-        connection.execute(
-            text(f"INSERT INTO pwc_links ({PWC_LINK_COLUMNS}) VALUES (:p, :r, :a, :o, :f, :d)"),
-            [dict(zip("praofd", row, strict=True)) for row in PWC_LINK_ROWS],
-        )
-    migrate.upgrade(engine)
+        _insert_pwc_links(connection, PWC_LINK_ROWS)
+        command.upgrade(migrate.alembic_config(connection), "0004")  # 0005 drops pwc_links
     assert _pwc_links(engine) == PWC_LINK_ROWS
     key = inspect(engine).get_pk_constraint("pwc_links")
     assert key["constrained_columns"] == ["paper_url", "repo_url"]
@@ -138,6 +142,93 @@ def test_pwc_links_keep_their_rows_when_keyed_by_urls_and_back(database_url: str
     assert _pwc_links(engine) == PWC_LINK_ROWS
     assert "id" in [c["name"] for c in inspect(engine).get_columns("pwc_links")]
     assert migrate.upgrade(engine) == ("0002", migrate.head_revision())
+    engine.dispose()
+
+
+def _source_state(engine) -> list[tuple]:
+    with engine.connect() as connection:
+        query = "SELECT source, key, value FROM source_state ORDER BY source, key"
+        return [tuple(row) for row in connection.execute(text(query))]
+
+
+def test_pwc_links_become_daily_counts_and_back(database_url: str) -> None:
+    """0005 replaces the per-link table by counts per (published, framework, is_official);
+    downgrade brings back an empty pwc_links. Both ways the archive fingerprint is forgotten,
+    so that the next import reads the archive again."""
+    paper = "https://paperswithcode.com/paper/"
+    links = [
+        (f"{paper}a", "https://github.com/o/a1", "2001.00001", False, "pytorch", "2020-01-02"),
+        (f"{paper}a", "https://github.com/o/a2", "2001.00001", False, "pytorch", "2020-01-02"),
+        (f"{paper}b", "https://github.com/o/b", None, False, "pytorch", "2020-01-02"),
+        (f"{paper}c", "https://github.com/o/c", None, True, "pytorch", "2020-01-02"),
+        (f"{paper}d", "https://github.com/o/d", None, False, "tf", "2020-01-02"),
+        (f"{paper}e", "https://github.com/o/e", None, False, "pytorch", "2020-01-03"),
+        (f"{paper}f", "https://gitlab.com/o/f", None, False, "tf", None),
+        (f"{paper}g", "https://gitlab.com/o/g", None, False, "tf", None),
+    ]
+    state = [
+        ("pwc-archive", "archive_fingerprint", "links:1:2|papers:3:4", "2026-01-01T00:00:00Z"),
+        ("pwc-archive", "other", "kept", "2026-01-01T00:00:00Z"),
+    ]
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0004")
+        _insert_pwc_links(connection, links)
+        connection.execute(
+            text(
+                "INSERT INTO source_state (source, key, value, updated_at) VALUES (:s, :k, :v, :u)"
+            ),
+            [dict(zip("skvu", row, strict=True)) for row in state],
+        )
+    assert migrate.upgrade(engine) == ("0004", migrate.head_revision())
+    with engine.connect() as connection:
+        counts = connection.execute(
+            text("SELECT published, framework, is_official, links FROM pwc_link_counts")
+        )
+        rows = [tuple(row) for row in counts]
+    # One row per group; compared as a set since SQLite returns the flag as 0/1 (== False/True).
+    assert len(rows) == 5
+    assert set(rows) == {
+        ("2020-01-02", "pytorch", False, 3),
+        ("2020-01-02", "pytorch", True, 1),
+        ("2020-01-02", "tf", False, 1),
+        ("2020-01-03", "pytorch", False, 1),
+        (None, "tf", False, 2),
+    }
+    assert "pwc_links" not in inspect(engine).get_table_names()
+    assert _source_state(engine) == [state[1][:3]]
+    with engine.begin() as connection:  # as an import would record it
+        connection.execute(
+            text(
+                "INSERT INTO source_state (source, key, value, updated_at) VALUES (:s, :k, :v, :u)"
+            ),
+            dict(zip("skvu", state[0], strict=True)),
+        )
+
+    with engine.begin() as connection:
+        command.downgrade(migrate.alembic_config(connection), "0004")
+    tables = inspect(engine).get_table_names()
+    assert "pwc_links" in tables and "pwc_link_counts" not in tables
+    assert _pwc_links(engine) == []
+    key = inspect(engine).get_pk_constraint("pwc_links")
+    assert key["name"] == "pk_pwc_links"
+    assert key["constrained_columns"] == ["paper_url", "repo_url"]
+    if engine.dialect.name == "sqlite":
+        with engine.connect() as connection:
+            sql = connection.exec_driver_sql(
+                "SELECT sql FROM sqlite_master WHERE name = 'pwc_links'"
+            ).scalar()
+        assert "WITHOUT ROWID" in sql
+    assert _source_state(engine) == [("pwc-archive", "other", "kept")]
+
+    with engine.begin() as connection:
+        _insert_pwc_links(connection, links[:2])
+    assert migrate.upgrade(engine) == ("0004", migrate.head_revision())
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text("SELECT published, framework, is_official, links FROM pwc_link_counts")
+        )
+        assert [tuple(row) for row in rows] == [("2020-01-02", "pytorch", False, 2)]
     engine.dispose()
 
 

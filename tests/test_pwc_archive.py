@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
-import io
 import json
-import tracemalloc
+import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
@@ -28,9 +29,8 @@ from pipeline.sources.pwc.archive import (
     normalize_repo_url,
     parse_date,
     parse_is_official,
-    read_links,
-    read_papers,
 )
+from pipeline.sources.pwc.reader import read_links, read_papers
 from tests.fakes import pwc_data as data
 from tests.fakes import pwc_server as fake
 
@@ -90,7 +90,6 @@ def test_normalize_arxiv_id(raw: object, expected: str | None) -> None:
     [
         (True, True),
         (False, False),
-        (np.bool_(True), True),
         ("true", True),
         ("false", False),
         (" TRUE ", True),
@@ -136,7 +135,6 @@ MAY_28 = dt.date(2018, 5, 28)
         dt.datetime(2018, 5, 28, 13, 0),
         pd.Timestamp("2018-05-28 13:00"),
         pd.Timestamp("2018-05-28 13:00", tz="UTC"),
-        np.datetime64("2018-05-28T13:00"),
         1527465600,  # epoch seconds
         1527465600.0,
         1527465600000,  # epoch milliseconds
@@ -150,9 +148,7 @@ def test_parse_date_forms(raw: object) -> None:
     assert parse_date(raw) == MAY_28
 
 
-@pytest.mark.parametrize(
-    "raw", [None, "", "  ", float("nan"), pd.NaT, np.datetime64("NaT"), "null"]
-)
+@pytest.mark.parametrize("raw", [None, "", "  ", float("nan"), "null", "None", " N/A "])
 def test_parse_date_nulls(raw: object) -> None:
     assert parse_date(raw) is None
 
@@ -179,11 +175,17 @@ def fixture_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 @pytest.mark.parametrize("fmt", ["parquet", "json.gz"])
 def test_read_fixture_links(fixture_files: dict[str, Path], fmt: str) -> None:
     stats = ReadStats()
-    frames = list(read_links(fixture_files[f"links.{fmt}"], batch_size=1_000, stats=stats))
-    assert [len(f) for f in frames] == [1_000, 1_000, 297]
-    links = pd.concat(frames, ignore_index=True)
-    assert links.columns.tolist() == list(archive.LINK_COLUMNS)
+    links = pd.DataFrame(read_links(fixture_files[f"links.{fmt}"], stats=stats))
+    assert links.columns.tolist() == [
+        "paper_url",
+        "arxiv_id",
+        "repo_url",
+        "is_official",
+        "framework",
+    ]
     assert len(links) == stats.rows == 2_297
+    raw = data.load_fixture_links()
+    assert links["paper_url"].tolist() == [link["paper_url"] for link in raw]  # file order
     assert links["paper_url"].nunique() == 2_200
     assert links["framework"].value_counts().to_dict() == {
         "pytorch": 961, "none": 909, "tf": 304, "jax": 39, "mindspore": 34,
@@ -194,18 +196,16 @@ def test_read_fixture_links(fixture_files: dict[str, Path], fmt: str) -> None:
     assert not links["repo_url"].str.contains(r"/tree/|/blob/|[A-Z]|\.git$|/$").any()
     assert links["repo_url"].str.fullmatch(r"https://github\.com/[^/]+/[^/]+").all()
     # Links whose raw URLs differed only by case or sub-path now name one repository.
-    raw = [link["repo_url"] for link in data.load_fixture_links()]
-    assert links["repo_url"].nunique() < len(set(raw))
+    assert links["repo_url"].nunique() < len({link["repo_url"] for link in raw})
     assert stats.problems() == []
 
 
 @pytest.mark.parametrize("fmt", ["parquet", "json.gz"])
 def test_read_fixture_papers(fixture_files: dict[str, Path], fmt: str) -> None:
-    papers = pd.concat(read_papers(fixture_files[f"papers.{fmt}"]), ignore_index=True)
-    assert papers.columns.tolist() == ["paper_url", "date"]
-    assert str(papers["date"].dtype) == "datetime64[s]"
+    papers = read_papers(fixture_files[f"papers.{fmt}"])
+    assert list(papers[0]) == ["paper_url", "arxiv_id", "date"]
     expected = {p["paper_url"]: p["date"] for p in data.fixture_papers(data.load_fixture_links())}
-    got = dict(zip(papers["paper_url"], papers["date"].dt.strftime("%Y-%m-%d"), strict=True))
+    got = {paper["paper_url"]: paper["date"].isoformat() for paper in papers}
     assert got == expected
 
 
@@ -220,7 +220,7 @@ def test_fixture_csv_strings_read_from_json(tmp_path: Path) -> None:
     path = tmp_path / "links.json.gz"
     with gzip.open(path, "wt") as file:
         json.dump(records, file)
-    links = pd.concat(read_links(path), ignore_index=True)
+    links = pd.DataFrame(read_links(path))
     assert links["is_official"].tolist() == [r["is_official"] == "true" for r in records]
     assert links["arxiv_id"].tolist()[:1] == ["1810.10559"]
     assert links["arxiv_id"].isna().tolist() == [False, True, True, False]
@@ -237,39 +237,28 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_both_formats_read_the_same(synthetic_dir: Path) -> None:
-    def read_all(reader, name: str) -> pd.DataFrame:
-        return pd.concat(reader(synthetic_dir / name, batch_size=700), ignore_index=True)
-
-    links_pq = read_all(read_links, "links-between-papers-and-code.parquet")
-    links_js = read_all(read_links, "links-between-papers-and-code.json.gz")
-    pd.testing.assert_frame_equal(links_pq, links_js)
-    papers_pq = read_all(read_papers, "papers-with-abstracts.parquet")
-    papers_js = read_all(read_papers, "papers-with-abstracts.json.gz")
-    pd.testing.assert_frame_equal(papers_pq, papers_js)
+    links_pq = read_links(synthetic_dir / "links-between-papers-and-code.parquet")
+    links_js = read_links(synthetic_dir / "links-between-papers-and-code.json.gz")
+    assert links_pq == links_js
+    papers_pq = read_papers(synthetic_dir / "papers-with-abstracts.parquet")
+    papers_js = read_papers(synthetic_dir / "papers-with-abstracts.json.gz")
+    assert papers_pq == papers_js
     assert len(links_pq) == SMALL.n_links and len(papers_pq) == SMALL.n_papers
 
 
-def test_links_normalised_on_threads_come_out_in_file_order(
-    fixture_files: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Batches normalised on several threads give what one thread gives: same rows, same
-    order, same counted problems."""
-    path = fixture_files["links.parquet"]
-    results = {}
-    for threads in (1, 3):
-        monkeypatch.setattr(archive, "NORMALIZE_THREADS", threads)
-        stats = ReadStats()
-        frames = list(read_links(path, batch_size=97, stats=stats))
-        results[threads] = (pd.concat(frames, ignore_index=True), stats)
-    (single, single_stats), (threaded, threaded_stats) = results[1], results[3]
-    pd.testing.assert_frame_equal(single, threaded)
-    assert threaded_stats == single_stats and threaded_stats.rows == 2_297
+@pytest.mark.parametrize("fmt", ["parquet", "json.gz"])
+def test_rows_keep_file_order_across_row_groups_and_threads(tmp_path: Path, fmt: str) -> None:
+    """Which duplicate wins depends on file order, so the parallel scan must keep it."""
+    spec = data.ArchiveSpec(n_links=20, n_papers=60_000, seed=9, batch_size=7_000)
+    files = data.write_synthetic_archive(tmp_path, spec, formats=(fmt,))
+    path = next(p for name, p in files.items() if name.startswith("papers"))
+    got = [paper["paper_url"] for paper in read_papers(path)]
+    assert got == [data.paper_url(i) for i in range(spec.n_papers)]
 
 
 def test_generated_links_are_normalised(synthetic_dir: Path) -> None:
     raw = pq.read_table(synthetic_dir / "links-between-papers-and-code.parquet").to_pandas()
-    links = pd.concat(read_links(synthetic_dir / "links-between-papers-and-code.parquet"))
-    links = links.reset_index(drop=True)
+    links = pd.DataFrame(read_links(synthetic_dir / "links-between-papers-and-code.parquet"))
     assert raw["paper_arxiv_id"].str.contains("v", na=False).any()
     assert not links["arxiv_id"].str.contains("v", na=False).any()
     assert links["arxiv_id"].fillna("-").tolist() == [
@@ -295,10 +284,10 @@ def test_papers_dates_in_any_encoding(tmp_path: Path, encoding: str) -> None:
             data.papers_schema(s.date_encoding),
         )
     stats = ReadStats()
-    encoded = pd.concat(read_papers(paths["encoded"], stats=stats), ignore_index=True)
-    strings = pd.concat(read_papers(paths["strings"]), ignore_index=True)
-    pd.testing.assert_frame_equal(encoded, strings)
-    assert stats.null_dates == strings["date"].isna().sum() > 0
+    encoded = read_papers(paths["encoded"], stats=stats)
+    strings = read_papers(paths["strings"])
+    assert encoded == strings
+    assert stats.null_dates == sum(paper["date"] is None for paper in strings) > 0
     assert stats.invalid_dates == 0
 
 
@@ -306,7 +295,7 @@ def test_unknown_frameworks_are_kept_and_counted(tmp_path: Path) -> None:
     spec = data.ArchiveSpec(n_links=2_000, n_papers=2_000, seed=8, unknown_framework_fraction=0.05)
     path = data.write_parquet(tmp_path / "l.parquet", data.synthetic_links(spec), data.LINK_SCHEMA)
     stats = ReadStats()
-    links = pd.concat(read_links(path, stats=stats))
+    links = pd.DataFrame(read_links(path, stats=stats))
     assert len(links) == 2_000
     unknown = int((links["framework"] == "tensorflow").sum())
     assert unknown > 0 and stats.unknown_frameworks == Counter({"tensorflow": unknown})
@@ -324,8 +313,7 @@ def test_invalid_values_are_counted_not_fatal(tmp_path: Path) -> None:
     with gzip.open(path, "wt") as file:
         json.dump(links, file)
     stats = ReadStats()
-    frame = pd.concat(read_links(path, stats=stats), ignore_index=True)
-    assert len(frame) == 2
+    assert len(read_links(path, stats=stats)) == 2
     assert (stats.invalid_is_official, stats.missing_frameworks, stats.missing_repo_urls) == (
         1,
         1,
@@ -335,8 +323,8 @@ def test_invalid_values_are_counted_not_fatal(tmp_path: Path) -> None:
     with gzip.open(papers_path, "wt") as file:
         json.dump([{"paper_url": "a", "date": "someday"}, {"paper_url": "b", "date": None}], file)
     stats = ReadStats()
-    papers = pd.concat(read_papers(papers_path, stats=stats), ignore_index=True)
-    assert papers["date"].isna().all()
+    papers = read_papers(papers_path, stats=stats)
+    assert [paper["date"] for paper in papers] == [None, None]
     assert (stats.invalid_dates, stats.null_dates) == (1, 1)
 
 
@@ -349,46 +337,23 @@ def test_directory_of_shards_is_read_in_order(tmp_path: Path) -> None:
     shards.mkdir()
     for i, batch in enumerate(batches):
         data.write_parquet(shards / f"train-{i:05d}-of-00003.parquet", [batch], batch.schema)
-    papers = pd.concat(read_papers(shards), ignore_index=True)
+    papers = read_papers(shards)
     whole = data.write_parquet(tmp_path / "all.parquet", batches, batches[0].schema)
-    pd.testing.assert_frame_equal(papers, pd.concat(read_papers(whole), ignore_index=True))
+    assert papers == read_papers(whole) and len(papers) == 3_000
 
 
 # --- projection: abstracts are never read -----------------------------------------------------
 
 
-class CountingFile(io.RawIOBase):
-    """A file that counts the bytes read through it."""
-
-    def __init__(self, path: Path, counter: list[int]):
-        self._file = path.open("rb")
-        self._counter = counter
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        n = self._file.readinto(buffer)
-        self._counter[0] += n or 0
-        return n
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return self._file.seek(offset, whence)
-
-    def tell(self) -> int:
-        return self._file.tell()
-
-    def close(self) -> None:
-        self._file.close()
-        super().close()
+def _bytes_read() -> int:
+    """Bytes this process has read through read(2)/pread(2) so far (Linux)."""
+    for line in Path("/proc/self/io").read_text().splitlines():
+        if line.startswith("rchar:"):
+            return int(line.split()[1])
+    raise AssertionError("no rchar in /proc/self/io")
 
 
-def test_parquet_reader_reads_only_the_needed_columns(
-    synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_parquet_reader_reads_only_the_needed_columns(synthetic_dir: Path) -> None:
     path = synthetic_dir / "papers-with-abstracts.parquet"
     metadata = pq.ParquetFile(path).metadata
     abstract_bytes = sum(
@@ -397,38 +362,40 @@ def test_parquet_reader_reads_only_the_needed_columns(
         for c in range(metadata.num_columns)
         if metadata.row_group(g).column(c).path_in_schema in ("abstract", "short_abstract")
     )
-    counter = [0]
-    monkeypatch.setattr(archive, "_open_binary", lambda p: CountingFile(p, counter))
-    requested: list[list[str]] = []
-    iter_batches = pq.ParquetFile.iter_batches
-
-    def recording(self, *args, **kwargs):
-        requested.append(kwargs.get("columns"))
-        return iter_batches(self, *args, **kwargs)
-
-    monkeypatch.setattr(pq.ParquetFile, "iter_batches", recording)
-    papers = pd.concat(read_papers(path))
+    before = _bytes_read()
+    papers = read_papers(path)
+    read = _bytes_read() - before
     assert len(papers) == SMALL.n_papers
-    assert requested == [["paper_url", "date"]]
     assert abstract_bytes > 1_000_000
     # Everything read is a fraction of the abstracts alone.
-    assert 0 < counter[0] < abstract_bytes / 4
+    assert 0 < read < abstract_bytes / 4
 
 
-def test_json_reader_keeps_only_the_needed_keys(tmp_path: Path) -> None:
-    spec = data.ArchiveSpec(n_links=10, n_papers=1_500, seed=6, abstract_chars=20_000)
-    path = data.write_json_gz(tmp_path / "p.json.gz", data.synthetic_papers(spec))
-    tracemalloc.start()
-    try:
-        # One batch holds every paper: if abstracts were kept that is ≥ 30 MB of text.
-        frames = list(read_papers(path, batch_size=10_000))
-        _, peak = tracemalloc.get_traced_memory()
-    finally:
-        tracemalloc.stop()
-    assert len(frames) == 1 and len(frames[0]) == 1_500
-    assert frames[0].columns.tolist() == ["paper_url", "date"]
-    # Fixed buffers only: the threaded gunzip holds ~12 MB (8 MB of input, 2 MB blocks queued).
-    assert peak < 16_000_000
+def _peak_rss_reading_papers(path: Path, papers: int) -> int:
+    """Peak RSS (bytes) of a fresh process that reads the papers file ``path``."""
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent through fork/exec.
+    code = (
+        "import re, sys\n"
+        "from pipeline.sources.pwc.reader import read_papers\n"
+        "assert len(read_papers(sys.argv[1])) == int(sys.argv[2])\n"
+        "status = open('/proc/self/status').read()\n"
+        "print(re.search(r'VmHWM:\\s+(\\d+) kB', status)[1])\n"
+    )
+    command = [sys.executable, "-c", code, str(path), str(papers)]
+    result = subprocess.run(command, capture_output=True, text=True, check=True, cwd=os.getcwd())
+    return int(result.stdout) * 1024
+
+
+def test_json_reader_memory_does_not_grow_with_the_abstracts(tmp_path: Path) -> None:
+    """Four times the papers, with 20,000-character abstracts (40 MB against 160 MB of JSON),
+    cost the reader next to no memory more: only paper_url, arxiv_id and date are kept."""
+    abstract = 20_000
+    peaks = {}
+    for papers in (2_000, 8_000):
+        spec = data.ArchiveSpec(n_links=10, n_papers=papers, seed=6, abstract_chars=abstract)
+        path = data.write_json_gz(tmp_path / f"{papers}.json.gz", data.synthetic_papers(spec))
+        peaks[papers] = _peak_rss_reading_papers(path, papers)
+    assert peaks[8_000] - peaks[2_000] < 6_000 * abstract / 4
 
 
 # --- bad archives -----------------------------------------------------------------------------
@@ -486,8 +453,7 @@ def test_bad_archives_raise_one_line_archive_errors(
 ) -> None:
     path = _bad_file(tmp_path, kind, synthetic_dir)
     with pytest.raises(ArchiveError) as caught:
-        for _ in read_links(path, batch_size=500):
-            pass
+        read_links(path)
     message = str(caught.value)
     assert BAD_KINDS[kind] in message
     assert message.startswith(str(path)) and "\n" not in message
@@ -708,7 +674,7 @@ def test_resume_restarts_when_the_file_changed(
 
 
 @pytest.mark.parametrize("column_type", [pa.float64(), pa.int64(), pa.string()])
-def test_vectorised_dates_agree_with_parse_date(tmp_path: Path, column_type: pa.DataType) -> None:
+def test_typed_dates_agree_with_parse_date(tmp_path: Path, column_type: pa.DataType) -> None:
     numbers = [1527465600000, 1527509000000, None, -86400, 1527465600, 1527465600000000]
     values = numbers
     if column_type == pa.string():
@@ -716,8 +682,7 @@ def test_vectorised_dates_agree_with_parse_date(tmp_path: Path, column_type: pa.
     path = tmp_path / "dates.parquet"
     urls = [f"u{i}" for i in range(len(values))]
     pq.write_table(pa.table({"paper_url": urls, "date": pa.array(values, column_type)}), path)
-    papers = pd.concat(read_papers(path), ignore_index=True)
-    got = [None if pd.isna(v) else v.date() for v in papers["date"]]
+    got = [paper["date"] for paper in read_papers(path)]
     assert got == [parse_date(v) for v in numbers]
     assert got[:2] == [MAY_28, MAY_28] and got[3] == dt.date(1969, 12, 31)
 
@@ -735,7 +700,7 @@ def test_parquet_with_csv_style_strings(tmp_path: Path) -> None:
     path = tmp_path / "links.parquet"
     pq.write_table(table, path)
     stats = ReadStats()
-    links = pd.concat(read_links(path, stats=stats), ignore_index=True)
+    links = pd.DataFrame(read_links(path, stats=stats))
     assert links["repo_url"].tolist()[:2] == ["https://github.com/a/b"] * 2
     assert links["is_official"].tolist()[:2] == [True, False] and pd.isna(links["is_official"][2])
     assert links["framework"].tolist() == ["tf", "pytorch", "tensorflow"]
@@ -743,7 +708,7 @@ def test_parquet_with_csv_style_strings(tmp_path: Path) -> None:
     assert stats.unknown_frameworks == Counter({"tensorflow": 1})
 
 
-# --- vectorised normalisation agrees with the scalar functions --------------------------------
+# --- SQL normalisation agrees with the scalar functions -----------------------------------
 
 TRICKY_URLS = [
     "https://github.com/Owner/Repo", "HTTP://GitHub.com/A/B", "https://github.com",
@@ -778,34 +743,89 @@ def _fuzz_urls(n: int, seed: int = 5) -> list[str]:
     ]
 
 
-def test_vectorised_repo_urls_match_the_scalar_function() -> None:
-    values = [*TRICKY_URLS, *_fuzz_urls(5_000), None, float("nan"), ""]
-    got = archive.normalize_repo_urls(pd.Series(values, dtype=object)).to_pylist()
+def _links_with(tmp_path: Path, column: str, values: list) -> list[dict]:
+    """read_links of a Parquet links file whose ``column`` holds ``values`` (strings or
+    None); the other columns hold ordinary values."""
+    n = len(values)
+    columns = {
+        "paper_url": [f"https://paperswithcode.com/paper/p{i}" for i in range(n)],
+        "paper_arxiv_id": ["1805.07499"] * n,
+        "repo_url": ["https://github.com/a/b"] * n,
+        "is_official": ["true"] * n,
+        "framework": ["pytorch"] * n,
+        column: values,
+    }
+    path = tmp_path / f"{column}.parquet"
+    pq.write_table(pa.table({k: pa.array(v, pa.string()) for k, v in columns.items()}), path)
+    return read_links(path)
+
+
+def test_sql_repo_urls_match_the_scalar_function(tmp_path: Path) -> None:
+    values = [*TRICKY_URLS, *_fuzz_urls(5_000), None, ""]
+    got = [link["repo_url"] for link in _links_with(tmp_path, "repo_url", values)]
     assert got == [normalize_repo_url(v) for v in values]
-    # Mixed types (numbers in a JSON file) take the scalar path.
-    mixed = pd.Series(["https://github.com/A/B", 3, "3/x", None], dtype=object)
-    got = archive.normalize_repo_urls(mixed).to_pylist()
-    assert got == ["https://github.com/a/b", None, "https://3/x", None]
 
 
-def test_vectorised_ids_frameworks_and_paper_urls_match_the_scalar_functions() -> None:
+def test_json_values_of_other_types_are_read_as_written(tmp_path: Path) -> None:
+    path = tmp_path / "mixed.json.gz"
+    records = [
+        {"paper_url": "p", "paper_arxiv_id": 1805.07499, "repo_url": repo, "is_official": official,
+         "framework": framework}
+        for repo, official, framework in (
+            ("https://github.com/A/B", True, "PyTorch"), (3, 1, None), ("3/x", 0, True),
+            (None, 1.5, 7),
+        )
+    ]  # fmt: skip
+    with gzip.open(path, "wt") as file:
+        json.dump(records, file)
+    stats = ReadStats()
+    links = read_links(path, stats)
+    assert [link["repo_url"] for link in links] == [
+        "https://github.com/a/b",
+        None,
+        "https://3/x",
+        None,
+    ]
+    assert [link["is_official"] for link in links] == [True, True, False, None]
+    assert [link["framework"] for link in links] == ["pytorch", None, "true", "7"]
+    assert [link["arxiv_id"] for link in links] == ["1805.07499"] * 4
+    assert stats.invalid_is_official == 1
+
+
+def test_sql_ids_frameworks_and_paper_urls_match_the_scalar_functions(tmp_path: Path) -> None:
     ids = ["1805.07499", "1706.03762v7", "arXiv:1706.03762V2", " ARXIV: 2101.1 ", "v3", "",
-           "none", "N/A", None, "hep-th/9901001v1", "2101.00001v", "arxiv:"]  # fmt: skip
-    got = archive.normalize_arxiv_ids(pd.Series(ids, dtype=object)).to_pylist()
+           "none", "N/A", None, "hep-th/9901001v1", "2101.00001v", "arxiv:",
+           "\u3000arXiv:1.2v1"]  # fmt: skip
+    got = [link["arxiv_id"] for link in _links_with(tmp_path, "paper_arxiv_id", ids)]
     assert got == [normalize_arxiv_id(v) for v in ids]
-    codes = ["PyTorch", " tf ", "none", "None", "", "null", "NaN", "n/a", None, "tensorflow"]
-    got = archive.normalize_frameworks(pd.Series(codes, dtype=object)).to_pylist()
+    codes = ["PyTorch", " tf ", "none", "None", "", "null", "NaN", "n/a", None, "tensorflow",
+             "\tJAX\u00a0"]  # fmt: skip
+    got = [link["framework"] for link in _links_with(tmp_path, "framework", codes)]
     assert got == [normalize_framework(v) for v in codes]
-    urls = [" https://paperswithcode.com/paper/x ", "", "  ", None]
-    got = archive.normalize_paper_urls(pd.Series(urls, dtype=object)).to_pylist()
-    assert got == ["https://paperswithcode.com/paper/x", None, None, None]
+    urls = [" https://paperswithcode.com/paper/x ", "", "  ", None, "\u2003x\n"]
+    got = [link["paper_url"] for link in _links_with(tmp_path, "paper_url", urls)]
+    assert got == ["https://paperswithcode.com/paper/x", None, None, None, "x"]
+    flags = ["true", " FALSE ", "t", "No", "1", "0", "", "none", None, "maybe", "\u00a0yes"]
+    got = [link["is_official"] for link in _links_with(tmp_path, "is_official", flags)]
+    expected = []
+    for flag in flags:
+        try:
+            expected.append(parse_is_official(flag))
+        except ValueError:
+            expected.append(None)
+    assert got == expected
 
 
-def test_vectorised_string_dates_match_parse_date() -> None:
+def test_sql_string_dates_match_parse_date(tmp_path: Path) -> None:
     values = ["2018-05-28", " 2018-05-28 ", "2020-02-29", "2021-02-29", "2020-13-01", "0000-01-01",
               "2018-05-28T23:59:00", "2018-05-28T23:00:00+05:00", "1527465600000", "20180528",
-              "someday", "", "null", None, "1969-12-31"]  # fmt: skip
-    dates, invalid = archive.parse_iso_dates(pd.Series(values, dtype=object))
+              "someday", "", "null", None, "1969-12-31", "-86400", "1e400", "99999999999999999999",
+              "\u3000 2018-05-28"]  # fmt: skip
+    path = tmp_path / "dates.parquet"
+    urls = [f"u{i}" for i in range(len(values))]
+    pq.write_table(pa.table({"paper_url": urls, "date": pa.array(values, pa.string())}), path)
+    stats = ReadStats()
+    got = [paper["date"] for paper in read_papers(path, stats)]
     expected = []
     rejected = 0
     for value in values:
@@ -814,5 +834,6 @@ def test_vectorised_string_dates_match_parse_date() -> None:
         except ValueError:
             expected.append(None)
             rejected += 1
-    assert [None if pd.isna(d) else d.date() for d in dates] == expected
-    assert invalid == rejected == 4
+    assert got == expected
+    assert stats.invalid_dates == rejected == 5
+    assert stats.null_dates == sum(day is None for day in expected) - rejected

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import re
 from collections import Counter
 from datetime import date
 from pathlib import Path
@@ -19,9 +20,19 @@ LINKS = pwc_data.load_fixture_links()
 PAPERS = pwc_data.fixture_papers(LINKS)
 
 
+COUNTS = "SELECT published, framework, is_official, links FROM pwc_link_counts ORDER BY 1, 2, 3"
+
+
 def snapshot(url: str) -> dict[str, list[tuple]]:
-    tables = ["pwc_links", "framework_share", "source_state"]
-    return {t: query(url, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables}
+    tables = ["framework_share", "source_state"]
+    return {
+        "pwc_link_counts": query(url, COUNTS),
+        **{t: query(url, f"SELECT * FROM {t} ORDER BY 1, 2") for t in tables},
+    }
+
+
+def stored_links(url: str) -> int:
+    return query(url, "SELECT coalesce(sum(links), 0) FROM pwc_link_counts")[0][0]
 
 
 @pytest.fixture
@@ -75,8 +86,8 @@ def test_archive_import_counts_and_shares(archive, config, sqlite_url, fmt) -> N
         str(archive[f"papers.{fmt}"]),
     )
     assert result.exit_code == 0, result.output
-    links = query(sqlite_url, "SELECT count(*) FROM pwc_links")[0][0]
-    assert links == len({(link["paper_url"], pwc_data_repo(link["repo_url"])) for link in LINKS})
+    distinct = {(link["paper_url"], pwc_data_repo(link["repo_url"])) for link in LINKS}
+    assert stored_links(sqlite_url) == len(distinct)
     rows = query(
         sqlite_url,
         "SELECT variant, period_start, framework, value, share FROM framework_share "
@@ -113,7 +124,7 @@ def test_frameworks_without_pwc_codes_import_the_archive_and_share_nothing(
     config = write_config(tmp_path / "no-codes.toml", sqlite_url, extra)
     result = run_cli(config, *import_args(archive))
     assert result.exit_code == 0, result.output
-    assert query(sqlite_url, "SELECT count(*) FROM pwc_links")[0][0] > 0
+    assert stored_links(sqlite_url) > 0
     assert query(sqlite_url, "SELECT count(*) FROM framework_share")[0][0] == 0
     assert run_cli(config, "aggregate").exit_code == 0
 
@@ -136,7 +147,7 @@ def test_rerun_changes_nothing_and_other_framework_is_none(archive, config, sqli
     forced = run_cli(config, *args, "--force")
     assert forced.exit_code == 0
     assert snapshot(sqlite_url)["framework_share"] == before["framework_share"]
-    assert snapshot(sqlite_url)["pwc_links"] == before["pwc_links"]
+    assert snapshot(sqlite_url)["pwc_link_counts"] == before["pwc_link_counts"]
     other = query(sqlite_url, "SELECT count(*) FROM framework_share WHERE framework = 'other'")
     assert other[0][0] > 0
 
@@ -152,12 +163,12 @@ def test_links_without_paper_are_counted_and_reported(tmp_path, config, sqlite_u
     )
     assert result.exit_code == 0, result.output
     assert "have no paper in the papers file" in result.stderr
-    orphan_urls = {pwc_data.paper_url(i) for i in range(spec.n_papers, 2 * spec.n_papers)}
-    stored = query(sqlite_url, "SELECT paper_url, published FROM pwc_links")
-    orphans = [published for url, published in stored if url in orphan_urls]
-    # Orphans are stored (they count as links) but have no date, so they count in no period.
-    assert orphans and all(published is None for published in orphans)
-    assert f"{len(orphans)} of {len(stored)} links have no paper" in result.stderr
+    reported = re.search(r"(\d+) of (\d+) links have no paper", result.stderr)
+    assert reported and int(reported[2]) == stored_links(sqlite_url) == spec.n_links
+    # Orphans are counted as links without a date (as are links to undated papers), so they
+    # count in no period.
+    undated = query(sqlite_url, "SELECT sum(links) FROM pwc_link_counts WHERE published IS NULL")
+    assert 0 < int(reported[1]) < undated[0][0]
 
 
 def test_incomplete_last_quarter_is_flagged_in_shares(archive, config) -> None:
@@ -223,7 +234,7 @@ def test_request_budget_covers_all_files_of_a_run(archive, config, sqlite_url, m
         assert len(server.requests) == 1
     assert result.exit_code == 1 and "request budget of 1 spent" in result.stderr
     assert query(sqlite_url, "SELECT requests FROM runs") == [(1,)]
-    assert query(sqlite_url, "SELECT count(*) FROM pwc_links") == [(0,)]
+    assert stored_links(sqlite_url) == 0
 
 
 def broken_files(tmp_path: Path, archive: dict[str, Path]) -> dict[str, Path]:
@@ -294,7 +305,7 @@ def test_html_instead_of_a_download_is_refused(archive, config, sqlite_url) -> N
             str(archive["papers.parquet"]),
         )
     assert result.exit_code == 1 and "HTML" in result.stderr
-    assert query(sqlite_url, "SELECT count(*) FROM pwc_links")[0][0] == 0
+    assert stored_links(sqlite_url) == 0
 
 
 @pytest.mark.parametrize("papers", ["none given", "another archive's"])
@@ -519,7 +530,11 @@ def test_import_keeps_the_last_duplicate_link_and_only_linked_papers(
     links = [
         link,
         {**link, "repo_url": "https://github.com/owner/repo/tree/main", "framework": "jax"},
-        {**link, "paper_url": "https://paperswithcode.com/paper/orphan"},
+        {
+            **link,
+            "paper_url": "https://paperswithcode.com/paper/orphan",
+            "paper_arxiv_id": "2999.00001",
+        },
     ]
     papers = [
         {**PAPERS[0], "paper_url": link["paper_url"], "date": "2020-02-03"},
@@ -544,14 +559,46 @@ def test_import_keeps_the_last_duplicate_link_and_only_linked_papers(
     assert result.exit_code == 0, result.output
     assert "imported 2 links (1 of their papers found)" in result.stderr
     assert "1 of 2 links have no paper" in result.stderr
-    stored = query(sqlite_url, "SELECT paper_url, repo_url, framework, published FROM pwc_links")
-    assert sorted(stored) == [
-        (link["paper_url"], "https://github.com/owner/repo", "jax", "2020-02-03"),
-        ("https://paperswithcode.com/paper/orphan", "https://github.com/owner/repo", "tf", None),
-    ]
+    stored = query(sqlite_url, "SELECT published, framework, links FROM pwc_link_counts")
+    assert sorted(stored, key=str) == [("2020-02-03", "jax", 1), (None, "tf", 1)]
     assert query(sqlite_url, "SELECT value FROM source_state WHERE key = 'last_paper_date'") == [
         ("2025-07-30",)
     ]
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "json.gz"])
+def test_a_link_whose_paper_was_renamed_finds_it_by_arxiv_id(
+    tmp_path, config, sqlite_url, fmt
+) -> None:
+    """A link naming a paper URL the papers file lacks takes the date of the paper with its
+    arXiv id (prefix and version ignored); without a match by either it has no paper."""
+    link = {**LINKS[0], "framework": "jax", "paper_arxiv_id": "arXiv:2001.00001v2"}
+    links = [
+        {**link, "paper_url": "https://paperswithcode.com/paper/old-slug"},
+        {**link, "paper_url": "https://paperswithcode.com/paper/lost", "paper_arxiv_id": None},
+    ]
+    papers = [
+        {**PAPERS[0], "paper_url": "https://paperswithcode.com/paper/new-slug",
+         "arxiv_id": "2001.00001", "date": "2020-02-03"},
+        {**PAPERS[0], "paper_url": "https://paperswithcode.com/paper/other",
+         "arxiv_id": "2001.00002", "date": "2021-05-06"},
+    ]  # fmt: skip
+    schema = pwc_data.papers_schema()
+    links_file = pwc_data.write_archive_file(
+        tmp_path / f"l.{fmt}",
+        [pwc_data.records_batch(links, pwc_data.LINK_SCHEMA)],
+        pwc_data.LINK_SCHEMA,
+    )
+    papers_file = pwc_data.write_archive_file(
+        tmp_path / f"p.{fmt}", [pwc_data.records_batch(papers, schema)], schema
+    )
+    args = ("backfill", "pwc", "--links", str(links_file), "--papers", str(papers_file))
+    result = run_cli(config, *args)
+    assert result.exit_code == 0, result.output
+    assert "imported 2 links (1 of their papers found; 1 link matched by arXiv id)" in result.stderr
+    assert "1 of 2 links have no paper" in result.stderr
+    stored = query(sqlite_url, "SELECT published, framework, links FROM pwc_link_counts")
+    assert sorted(stored, key=str) == [("2020-02-03", "jax", 1), (None, "jax", 1)]
 
 
 def test_api_block_page_ends_partial_and_every_response_is_stored(

@@ -183,7 +183,10 @@ def rebuild(engine: Engine, settings: Settings) -> int:
         )
         return 0
     share_table = shares.share_rows(
-        _share_values(series["day"], informative["day"], settings), SOURCE, variant, "day"
+        shares.frame_triples(_share_values(series["day"], informative["day"], settings)),
+        SOURCE,
+        variant,
+        "day",
     )
     for granularity in ("week", "month"):
         daily = series["day"]
@@ -198,7 +201,10 @@ def rebuild(engine: Engine, settings: Settings) -> int:
             else []
         )
         share_table += shares.share_rows(
-            _share_values(combined, useful, settings), SOURCE, variant, granularity
+            shares.frame_triples(_share_values(combined, useful, settings)),
+            SOURCE,
+            variant,
+            granularity,
         )
 
     series_rows = [

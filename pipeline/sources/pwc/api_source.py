@@ -163,7 +163,9 @@ def aggregate(app: App) -> int:
     for variant, frame in (("repositories", repositories), ("papers", papers)):
         for granularity, subset in frame.groupby("granularity"):
             values = subset.rename(columns={"count": "value"})
-            rows += shares.share_rows(values, SOURCE, variant, str(granularity))
+            rows += shares.share_rows(
+                shares.frame_triples(values), SOURCE, variant, str(granularity)
+            )
     with app.engine.begin() as connection:
         changed = shares.replace_shares(connection, rows, [FrameworkShare.source == SOURCE])
         replace_notes(connection, SOURCE, SOURCE, _running_quarter_notes(papers))

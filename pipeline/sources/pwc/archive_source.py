@@ -1,26 +1,25 @@
 """The frozen Papers-with-Code archive: import links and papers, aggregate shares by paper date.
 
-Import is all or nothing: both files are read in full first (only the needed columns: the links,
-and the URL and date of every paper, from which the linked papers' dates are kept), then the
-links are written with their paper's date in one transaction, so a bad archive (truncated gzip,
-wrong columns, an HTML page, a missing path) leaves the database as it was.
+Import is all or nothing: both files are read in full first (DuckDB, only the needed columns;
+see :mod:`.reader`), each link is given its paper's date (matched by paper URL, else by arXiv
+id), and what the shares need, the number of links per (paper date, framework code, official),
+is written in one transaction, so a bad archive (truncated gzip, wrong columns, an HTML page,
+a missing path) leaves the database as it was. The links themselves stay in the cached files.
 The files' fingerprints (size and modification time of the local copy) are kept in
 ``source_state``; an unchanged archive is not imported again, so a rerun changes nothing.
 """
 
 from __future__ import annotations
 
-import functools
+import calendar
+import datetime as dt
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from pipeline import shares
@@ -29,17 +28,11 @@ from pipeline.errors import StepFailed
 from pipeline.http import HttpClient, HttpPolicy, HttpResponse
 from pipeline.rawstore import store_response
 from pipeline.runlog import RunRecord
-from pipeline.sources.pwc.archive import (
-    ArchiveError,
-    FetchResult,
-    ReadStats,
-    fetch_archive,
-    read_links,
-    read_papers,
-)
+from pipeline.sources.pwc import reader
+from pipeline.sources.pwc.archive import ArchiveError, FetchResult, ReadStats, fetch_archive
 from pipeline.state import read_state, replace_notes, write_state
-from storage.models import FrameworkShare, PwcLink
-from storage.upsert import CHUNK_ROWS, upsert
+from storage.models import FrameworkShare, PwcLinkCount
+from storage.upsert import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +41,7 @@ SHARE_SOURCE = "pwc"
 FINGERPRINT_KEY = "archive_fingerprint"
 LAST_DATE_KEY = "last_paper_date"
 GRANULARITIES = ("month", "quarter", "year")
-LINK_KEY = ["paper_url", "repo_url"]
-STORED_COLUMNS = ["paper_url", "repo_url", "arxiv_id", "is_official", "framework", "published"]
+COUNT_COLUMNS = ("published", "framework", "is_official", "links")
 
 
 @dataclass
@@ -58,7 +50,15 @@ class ImportReport:
     links: int = 0  # links stored (one per paper and repository)
     papers: int = 0  # linked papers found in the papers file(s): their dates were imported
     links_without_paper: int = 0
+    links_by_arxiv: int = 0  # links whose paper only its arXiv id found
     problems: list[str] = field(default_factory=list)
+
+    def summary(self) -> str:
+        found = f"{self.papers} of their papers found"
+        if self.links_by_arxiv:
+            plural = "" if self.links_by_arxiv == 1 else "s"
+            found += f"; {self.links_by_arxiv} link{plural} matched by arXiv id"
+        return f"imported {self.links} links ({found})"
 
 
 def _fetch(app: App, run: RunRecord, location: str, http: HttpClient) -> FetchResult:
@@ -84,128 +84,102 @@ def _stored_state(engine: Engine, key: str) -> str | None:
         return read_state(connection, SOURCE, key)
 
 
-def _read_links(path: Path, stats: ReadStats) -> tuple[pa.Table, int]:
-    """The usable links, one per (paper_url, repo_url), sorted by that key; and how many rows
-    lacked a paper, repository or framework."""
-    tables, skipped = [], 0
-    for batch in read_links(path, stats=stats):
-        table = pa.Table.from_pandas(batch, schema=_LINKS_SCHEMA, preserve_index=False)
-        complete = pc.and_(
-            pc.and_(pc.is_valid(table["paper_url"]), pc.is_valid(table["repo_url"])),
-            pc.is_valid(table["framework"]),
-        )
-        tables.append(table.filter(complete))
-        skipped += len(table) - len(tables[-1])
-    if not tables:
-        return _LINKS_SCHEMA.empty_table(), skipped
-    return _last_per_key(pa.concat_tables(tables), LINK_KEY), skipped
-
-
-_LINKS_SCHEMA = pa.schema(
-    [
-        ("paper_url", pa.string()),
-        ("arxiv_id", pa.string()),
-        ("repo_url", pa.string()),
-        ("is_official", pa.bool_()),
-        ("framework", pa.string()),
-    ]
-)
-
-
-def _last_per_key(table: pa.Table, key: Sequence[str]) -> pa.Table:
-    """The last row of each ``key``, as an upsert would keep, sorted by the key.
-
-    Links sorted by their key fill the table's B-tree in order: 3x faster to insert than in
-    file order.
-    """
-    order = pa.array(np.arange(len(table)))
-    ranked = table.append_column("order", order).sort_by(
-        [*((name, "ascending") for name in key), ("order", "ascending")]
-    )
-    if len(ranked) < 2:
-        return ranked.drop_columns(["order"])
-    changes = [pc.not_equal(ranked[name][:-1], ranked[name][1:]) for name in key]
-    is_last = pa.chunked_array([*functools.reduce(pc.or_, changes).chunks, pa.array([True])])
-    return ranked.filter(is_last).drop_columns(["order"])
-
-
-@dataclass
-class _PaperDates:
-    urls: pa.ChunkedArray  # the linked papers found in the papers file(s), each once
-    published: pa.ChunkedArray  # their "YYYY-MM-DD" dates (null when undated)
-    last_date: str | None  # the latest date in the papers file(s)
-
-
-def _read_paper_dates(paths: list[Path], linked: pa.ChunkedArray, stats: ReadStats) -> _PaperDates:
-    """Read the papers file(s) (two columns: ~30 MB for the whole archive) and keep only the
-    dates of papers that ``linked`` names.
-
-    Membership and de-duplication are done in Arrow, once for all batches: pandas' ``isin`` and
-    ``drop_duplicates`` on strings go through Python objects (seconds for 576k papers), and
-    Arrow's ``is_in`` builds its hash set again on every call.
-    """
-    tables, latest = [], []
-    for path in paths:
-        for batch in read_papers(path, stats=stats):
-            tables.append(pa.Table.from_pandas(batch, schema=_PAPERS_SCHEMA, preserve_index=False))
-            latest.append(pc.max(tables[-1]["date"]).as_py())
-    papers = pa.concat_tables(tables) if tables else _PAPERS_SCHEMA.empty_table()
-    papers = _last_per_key(papers.filter(pc.is_in(papers["paper_url"], linked)), ["paper_url"])
-    last = max((day for day in latest if day is not None), default=None)
-    return _PaperDates(
-        papers["paper_url"],
-        pc.cast(pc.cast(papers["date"], pa.date32()), pa.string()),
-        None if last is None else last.strftime("%Y-%m-%d"),
-    )
-
-
-_PAPERS_SCHEMA = pa.schema([("paper_url", pa.string()), ("date", pa.timestamp("s"))])
-
-
-def _link_tuples(links: pa.Table) -> Iterator[tuple]:
-    """Rows in STORED_COLUMNS order for ``upsert``, built a batch at a time (bounded memory)."""
-    links = links.set_column(
-        links.schema.get_field_index("is_official"),
-        "is_official",
-        pc.fill_null(links["is_official"], False),
-    )
-    for batch in links.select(STORED_COLUMNS).to_batches(max_chunksize=CHUNK_ROWS):
-        yield from zip(*(column.to_pylist() for column in batch.columns), strict=True)
+# One link per (paper_url, repo_url): the last row of the file, as an upsert would keep it.
+# Its paper: the last papers row with its URL, else (a paper renamed on the site) the last row
+# with its arXiv id.
+_MATCH_SQL = """
+CREATE TEMP TABLE usable AS
+    SELECT paper_url, repo_url, arxiv_id, framework, coalesce(is_official, false) AS is_official
+    FROM links
+    WHERE seq IN (SELECT max(seq) FROM links
+                    WHERE paper_url IS NOT NULL AND repo_url IS NOT NULL AND framework IS NOT NULL
+                    GROUP BY paper_url, repo_url);
+CREATE TEMP TABLE by_url AS
+    SELECT paper_url, arg_max_null(published, seq) AS published
+    FROM papers WHERE paper_url IN (SELECT paper_url FROM usable)
+    GROUP BY paper_url;
+CREATE TEMP TABLE by_arxiv AS
+    SELECT arxiv_id, arg_max_null(published, seq) AS published
+    FROM papers
+    WHERE arxiv_id IN (SELECT arxiv_id FROM usable ANTI JOIN by_url USING (paper_url))
+    GROUP BY arxiv_id
+"""
+# Links per (date, framework code, official) and how each found its paper.
+_COUNTS_SQL = """
+SELECT strftime(published, '%Y-%m-%d'), framework, is_official, by_url, by_arxiv, links
+FROM (SELECT coalesce(b.published, a.published) AS published, u.framework, u.is_official,
+             b.paper_url IS NOT NULL AS by_url, a.arxiv_id IS NOT NULL AS by_arxiv,
+             count(*) AS links
+      FROM usable u
+      LEFT JOIN by_url b USING (paper_url)
+      LEFT JOIN by_arxiv a ON b.paper_url IS NULL AND a.arxiv_id = u.arxiv_id
+      GROUP BY ALL)
+"""
+_SUMMARY_SQL = """
+SELECT (SELECT count(*) FROM links
+        WHERE paper_url IS NULL OR repo_url IS NULL OR framework IS NULL),
+       (SELECT count(*) FROM by_url) + (SELECT count(*) FROM by_arxiv),
+       (SELECT strftime(max(published), '%Y-%m-%d') FROM papers)
+"""
 
 
 @dataclass
 class ArchiveRows:
-    """What an import writes (the links with their paper's date) and what reading them saw."""
+    """What an import writes (links per paper date, framework code and official flag) and
+    what reading the files saw."""
 
-    links: pa.Table  # STORED_COLUMNS, one row per (paper_url, repo_url), sorted by that key
+    counts: list[tuple[str | None, str, bool, int]]  # (published, framework, is_official, links)
+    links: int  # usable links: one per (paper_url, repo_url)
     last_date: str | None  # the latest paper date in the papers file(s)
     papers_found: int  # linked papers found in the papers file(s)
     links_without_paper: int
+    links_by_arxiv: int  # links whose paper only its arXiv id found
     problems: list[str]
 
 
 def read_archive(links_file: Path, papers_files: Sequence[Path]) -> ArchiveRows:
-    """Read and normalise the archive files; nothing is written."""
-    papers_stats, links_stats = ReadStats(), ReadStats()
-    links, skipped = _read_links(links_file, links_stats)
-    papers = _read_paper_dates(list(papers_files), links["paper_url"], papers_stats)
-    position = pc.index_in(links["paper_url"], value_set=papers.urls)
-    links = links.append_column("published", pc.take(papers.published, position))
+    """Read and normalise the archive files, match links to papers and count; nothing is
+    written."""
+    links_stats, papers_stats = ReadStats(), ReadStats()
+    db = reader.connect()
+    try:
+        reader.load_links(db, links_file, links_stats)
+        reader.load_papers(db, list(papers_files), papers_stats)
+        for statement in filter(str.strip, _MATCH_SQL.split(";")):
+            db.execute(statement)
+        groups = db.execute(_COUNTS_SQL).fetchall()
+        incomplete, papers, last_date = db.execute(_SUMMARY_SQL).fetchone()
+    finally:
+        db.close()
+    counts: Counter[tuple[str | None, str, bool]] = Counter()
+    by_arxiv = orphans = 0
+    for published, framework, official, by_url, arxiv, links in groups:
+        counts[(published, framework, official)] += links
+        by_arxiv += links if arxiv else 0
+        orphans += 0 if by_url or arxiv else links
+    for stats in (links_stats, papers_stats):
+        log.log(logging.WARNING if stats.problems() else logging.INFO, "%s", stats.summary())
+    total = sum(counts.values())
     problems = links_stats.problems() + papers_stats.problems()
-    if skipped:
-        problems.append(f"{skipped} link rows without paper, repository or framework")
-    if position.null_count:
+    if incomplete:
+        problems.append(f"{incomplete} link rows without paper, repository or framework")
+    if orphans:
         problems.append(
-            f"{position.null_count} of {len(links)} links have no paper in the papers "
+            f"{orphans} of {total} links have no paper in the papers "
             "file (no date: they count in no period)"
         )
-    return ArchiveRows(links, papers.last_date, len(papers.urls), position.null_count, problems)
+    rows = sorted(((*key, n) for key, n in counts.items()), key=_count_order)
+    return ArchiveRows(rows, total, last_date, papers, orphans, by_arxiv, problems)
+
+
+def _count_order(row: tuple) -> tuple:
+    return (row[0] or "", row[1], row[2])
 
 
 def store_archive(connection: Connection, rows: ArchiveRows, fingerprint: str) -> None:
-    """Replace the stored links by ``rows`` inside the caller's transaction."""
-    connection.execute(delete(PwcLink))
-    upsert(connection, PwcLink, _link_tuples(rows.links), LINK_KEY, STORED_COLUMNS)
+    """Replace the stored link counts by ``rows`` inside the caller's transaction."""
+    connection.execute(delete(PwcLinkCount))
+    insert_rows(connection, PwcLinkCount, rows.counts, COUNT_COLUMNS)
     state = {FINGERPRINT_KEY: fingerprint, LAST_DATE_KEY: rows.last_date or ""}
     write_state(connection, SOURCE, state)
 
@@ -236,27 +210,26 @@ def import_archive(
         return report
 
     rows = read_archive(links_file, papers_files)
-    if not len(rows.links):  # storing it would delete every link and all pwc shares
+    if not rows.links:  # storing it would delete every link and all pwc shares
         detail = "; ".join(rows.problems) or "the file holds no rows"
         raise ArchiveError(f"{links_file}: no usable link ({detail}); nothing imported")
     if not rows.papers_found:
         raise ArchiveError(
-            f"none of the {len(rows.links)} links has its paper in "
+            f"none of the {rows.links} links has its paper in "
             f"{', '.join(str(p) for p in papers_files)}: is it the papers file of this archive?"
         )
     with app.engine.begin() as connection:
         store_archive(connection, rows, fingerprint)
     report = ImportReport(
         imported=True,
-        links=len(rows.links),
+        links=rows.links,
         papers=rows.papers_found,
         links_without_paper=rows.links_without_paper,
+        links_by_arxiv=rows.links_by_arxiv,
         problems=rows.problems,
     )
     run.rows += report.links
-    log.info(
-        "pwc-archive: imported %d links (%d of their papers found)", report.links, report.papers
-    )
+    log.info("pwc-archive: %s", report.summary())
     for problem in report.problems:
         log.warning("pwc-archive: %s", problem)
     return report
@@ -291,71 +264,77 @@ def collect(app: App, run: RunRecord) -> None:
 # --- aggregation ----------------------------------------------------------------------------
 
 
-def _monthly_counts(engine: Engine) -> pd.DataFrame:
-    month = func.substr(PwcLink.published, 1, 7)
+def _monthly_counts(engine: Engine) -> list[tuple[str, str, bool, int]]:
+    """(YYYY-MM, framework code, official, links) of the dated links."""
+    month = func.substr(PwcLinkCount.published, 1, 7)
     query = (
-        select(month.label("month"), PwcLink.framework, PwcLink.is_official, func.count())
-        .where(PwcLink.published.is_not(None))
-        .group_by(month, PwcLink.framework, PwcLink.is_official)
+        select(
+            month, PwcLinkCount.framework, PwcLinkCount.is_official, func.sum(PwcLinkCount.links)
+        )
+        .where(PwcLinkCount.published.is_not(None))
+        .group_by(month, PwcLinkCount.framework, PwcLinkCount.is_official)
     )
     with engine.connect() as connection:
-        rows = connection.execute(query).all()
-    return pd.DataFrame(rows, columns=["month", "code", "is_official", "count"])
+        return [
+            (m, code, bool(official), int(n)) for m, code, official, n in connection.execute(query)
+        ]
 
 
-def period_start(month: pd.Series, granularity: str) -> pd.Series:
-    """First day of the month, quarter or year of ``YYYY-MM`` strings."""
-    year, number = month.str[:4], month.str[5:7].astype(int)
+def period_start(month: str, granularity: str) -> str:
+    """First day of the month, quarter or year of a ``YYYY-MM`` string."""
+    year, number = month[:4], int(month[5:7])
     if granularity == "month":
-        return month + "-01"
+        return f"{month}-01"
     if granularity == "quarter":
-        return year + "-" + ((number - 1) // 3 * 3 + 1).map("{:02d}".format) + "-01"
-    return year + "-01-01"
+        return f"{year}-{(number - 1) // 3 * 3 + 1:02d}-01"
+    return f"{year}-01-01"
 
 
-def share_rows(counts: pd.DataFrame, framework_of: dict[str, str]) -> list[dict]:
+def share_rows(
+    monthly: Iterable[tuple[str, str, bool, int]], framework_of: dict[str, str]
+) -> list[dict]:
     """Shares per variant (all, official) and granularity from monthly counts per PwC code.
 
     Every framework gets a row in every period the archive has papers in, 0 where it has no
     implementation (as gtrends and pwc-api have one for every configured framework).
     """
-    if counts.empty:
-        return []
-    counts = counts.assign(framework=counts["code"].map(framework_of)).dropna(subset=["framework"])
-    if counts.empty:  # no configured framework has a PwC code
-        return []
     frameworks = sorted(set(framework_of.values()))
+    values: dict[tuple[str, str], dict[str, dict[str, int]]] = {}  # (granularity, variant)
+    for month, code, official, count in monthly:
+        framework = framework_of.get(code)
+        if framework is None:  # a code no configured framework has
+            continue
+        for granularity in GRANULARITIES:
+            period = period_start(month, granularity)
+            for variant in ("all", "official"):
+                cells = values.setdefault((granularity, variant), {})
+                cell = cells.setdefault(period, dict.fromkeys(frameworks, 0))
+                cell[framework] += count if variant == "all" or official else 0
     rows: list[dict] = []
-    for granularity in GRANULARITIES:
-        periods = sorted(set(period_start(counts["month"], granularity)))
-        every = pd.MultiIndex.from_product(
-            [periods, frameworks], names=["period_start", "framework"]
+    for (granularity, variant), cells in values.items():
+        cell_rows = (
+            (period, framework, value)
+            for period, cell in sorted(cells.items())
+            for framework, value in cell.items()
         )
-        for variant, subset in (("all", counts), ("official", counts[counts["is_official"]])):
-            values = (
-                subset.assign(period_start=period_start(subset["month"], granularity))
-                .groupby(["period_start", "framework"])["count"]
-                .sum()
-                .reindex(every, fill_value=0)
-                .reset_index(name="value")
-            )
-            rows += shares.share_rows(values, SHARE_SOURCE, variant, granularity)
+        rows += shares.share_rows(cell_rows, SHARE_SOURCE, variant, granularity)
     return rows
+
+
+def _period_end(day: dt.date, granularity: str) -> dt.date:
+    month = {"month": day.month, "quarter": (day.month - 1) // 3 * 3 + 3, "year": 12}[granularity]
+    return dt.date(day.year, month, calendar.monthrange(day.year, month)[1])
 
 
 def incomplete_period_note(last_date: str | None, granularity: str) -> str | None:
     """A note when the archive's last date does not reach the end of its period."""
     if not last_date:
         return None
-    day = pd.Timestamp(last_date)
-    ends = {
-        "month": day + pd.offsets.MonthEnd(0),
-        "quarter": day + pd.offsets.QuarterEnd(0),
-        "year": day + pd.offsets.YearEnd(0),
-    }
-    if day >= ends[granularity]:
+    if dt.date.fromisoformat(last_date) >= _period_end(
+        dt.date.fromisoformat(last_date), granularity
+    ):
         return None
-    start = period_start(pd.Series([last_date[:7]]), granularity).iloc[0]
+    start = period_start(last_date[:7], granularity)
     return f"{start}: incomplete {granularity} (the archive ends on {last_date})"
 
 
