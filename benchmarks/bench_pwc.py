@@ -105,16 +105,21 @@ def duckdb_sql(fmt: str, links: Path, papers: Path) -> tuple[str, str]:
             WHERE host <> '' AND trim(path, '/') <> ''
             GROUP BY 1, 2),
         papers AS (
-            SELECT paper_url, {arxiv.format("arxiv_id")} AS arxiv_id,
+            SELECT paper_url, CASE WHEN regexp_full_match(arxiv_id, '[0-9]+\.[0-9]+')
+                   THEN arxiv_id ELSE {arxiv.format("arxiv_id")} END AS arxiv_id,
                    try_cast(date AS DATE) AS published
             FROM {_source(fmt, papers, paper_columns)}),
+        by_url AS (
+            SELECT l.framework, l.arxiv_id, p.published, p.paper_url IS NOT NULL AS found
+            FROM links l LEFT JOIN papers p USING (paper_url)),
+        by_arxiv AS (
+            SELECT arxiv_id, any_value(published) AS published FROM papers
+            WHERE arxiv_id IN (SELECT arxiv_id FROM by_url WHERE NOT found)
+            GROUP BY 1),
         dated AS (
-            SELECT l.framework, coalesce(p.published, a.published) AS published
-            FROM links l
-            LEFT JOIN papers p USING (paper_url)
-            LEFT JOIN (SELECT arxiv_id, any_value(published) AS published FROM papers
-                       WHERE arxiv_id IS NOT NULL GROUP BY 1) a
-                   ON p.paper_url IS NULL AND a.arxiv_id = l.arxiv_id)
+            SELECT b.framework, CASE WHEN b.found THEN b.published ELSE a.published END
+                   AS published
+            FROM by_url b LEFT JOIN by_arxiv a ON NOT b.found AND a.arxiv_id = b.arxiv_id)
     """
     count = """
         SELECT strftime(date_trunc('quarter', published), '%Y-%m-%d') AS quarter,

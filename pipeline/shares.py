@@ -28,7 +28,7 @@ def share_rows(
             by_period[period].append((framework, float(value)))
     rows = []
     for period, cells in by_period.items():
-        total = math.fsum(value for _, value in cells)
+        total = math.fsum([value for _, value in cells])
         if total > 0:
             rows += [
                 {"source": source, "variant": variant, "granularity": granularity,

@@ -19,12 +19,12 @@ from pytrends.exceptions import ResponseError, TooManyRequestsError
 from pytrends.request import TrendReq
 
 from pipeline.http import (
-    BROKEN_TRANSFER,
     HttpPolicy,
     HttpResponse,
     SourceBlocked,
     SourceError,
     TransientError,
+    broken_transfer,
     describe_connection_error,
     parse_retry_after,
 )
@@ -158,7 +158,7 @@ class PytrendsClient:
             ) from error
         except ResponseError as error:
             raise self._translate_status(error.response) from error
-        except BROKEN_TRANSFER as error:
+        except broken_transfer() as error:
             reason = describe_connection_error(error)
             raise TransientError(f"{host_of(self.base_url)}: {reason}") from error
         except json.JSONDecodeError as error:

@@ -17,14 +17,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field, fields
 from hashlib import sha256
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal
 from urllib.parse import unquote, urlsplit
-
-import requests
-import urllib3
 
 from pipeline.http import HttpClient, SourceError, TransientError
 from pipeline.redact import redact_url
+
+if TYPE_CHECKING:
+    import requests
 
 log = logging.getLogger(__name__)
 
@@ -404,6 +404,9 @@ class _Download:
             raise TransientError(f"download of {self.url} broke off at {size} of {expected} bytes")
 
     def _copy(self, response: requests.Response, out: BinaryIO, first: bool) -> None:
+        import requests  # here, not at the top: an import of local files needs no network code
+        import urllib3
+
         try:
             # Raw bytes: a server may label .json.gz as Content-Encoding gzip; keep it compressed.
             for chunk in response.raw.stream(DOWNLOAD_CHUNK, decode_content=False):

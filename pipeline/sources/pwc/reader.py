@@ -6,8 +6,9 @@ streamed top-level array) into a table of normalised values in an in-memory data
 - ``links``: seq, paper_url, arxiv_id, repo_url, is_official, framework, official_invalid
 - ``papers``: seq, paper_url, arxiv_id, published (DATE), date_invalid
 
-``seq`` numbers the rows in file order (shards in name order), from ``row_number() OVER ()``
-on the scan, which DuckDB documents as the file's order: it tells which row came last. Values
+``seq`` numbers the rows in file order (shards in name order): Parquet's own row numbers, and
+for JSON ``row_number() OVER ()`` on the scan, which DuckDB documents as the file's order. It
+tells which row came last. Values
 in the simple forms that make up nearly all of the archive (a plain ``http(s)://host/path``
 URL, a ``YYYY-MM-DD`` date, an epoch number) are normalised in SQL; anything else is passed
 to the scalar function of :mod:`.archive` afterwards (each distinct value once), so the
@@ -95,7 +96,9 @@ def connect() -> duckdb.DuckDBPyConnection:
     ``repo_raw`` and ``date_raw`` hold the values SQL does not normalise (NULL elsewhere);
     :func:`_normalise_the_rest` fills them in with the scalar functions.
     """
-    db = duckdb.connect(":memory:")
+    # Rows carry their file position (seq), so nothing relies on DuckDB keeping row order
+    # except the numbering of JSON rows (see _reading); without it inserts run in parallel.
+    db = duckdb.connect(":memory:", config={"preserve_insertion_order": False})
     for statement in filter(str.strip, _MACROS.split(";")):
         db.execute(statement)
     db.execute(
@@ -140,6 +143,23 @@ def _errors_named(path: Path, fmt: ArchiveFormat) -> Iterator[None]:
         raise ArchiveError(f"{path}: damaged JSON ({message})") from None
 
 
+@contextlib.contextmanager
+def _reading(db: duckdb.DuckDBPyConnection, path: Path) -> Iterator[None]:
+    """Errors named (:func:`_errors_named`) while ``path`` is read; for JSON, DuckDB keeps the
+    file's row order meanwhile, which ``row_number() OVER ()`` needs to number the rows."""
+    fmt = sniff_format(path)
+    if fmt == "parquet":  # numbered by the file itself (file_row_number)
+        with _errors_named(path, fmt):
+            yield
+        return
+    db.execute("SET preserve_insertion_order = true")
+    try:
+        with _errors_named(path, fmt):
+            yield
+    finally:
+        db.execute("SET preserve_insertion_order = false")
+
+
 def _check_json_array(path: Path) -> None:
     """A clear message for a gzip that does not hold a JSON array (DuckDB's would name
     options of its own), read from the first decompressed bytes only."""
@@ -168,23 +188,18 @@ def _scan(
     fmt = sniff_format(path)
     with _errors_named(path, fmt):
         if fmt == "parquet":
-            scan = f"read_parquet({_literal(str(path))})"
-            found = dict(
-                db.execute(
-                    f"SELECT name, type FROM parquet_schema({_literal(str(path))})"
-                ).fetchall()
-            )
-            if not set(columns) <= set(found):
-                present = [name for name in found if name != "schema"]
-                missing = [c for c in columns if c not in found]
+            source = _literal(str(path))
+            described = db.execute(f"DESCRIBE SELECT * FROM read_parquet({source})").fetchall()
+            found = {name: kind for name, kind, *_ in described}
+            missing = [c for c in columns if c not in found]
+            if missing:
                 raise ArchiveError(
                     f"{path}: Parquet file lacks column(s) {', '.join(missing)} "
-                    f"(has {', '.join(present[:12])})"
+                    f"(has {', '.join(list(found)[:12])})"
                 )
-            wanted = {*columns, *optional}
-            described = db.execute(f"DESCRIBE SELECT * FROM {scan}").fetchall()
-            kinds = {name: kind for name, kind, *_ in described if name in wanted}
-            return _numbered(scan, kinds), kinds
+            kinds = {name: found[name] for name in (*columns, *optional) if name in found}
+            numbered = f"read_parquet({source}, file_row_number = true)"
+            return f"(SELECT *, file_row_number + 1 AS seq FROM {numbered})", kinds
         _check_json_array(path)
         first = f"read_json({_literal(str(path))}, format = 'array', sample_size = 1)"
         keys = [row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {first}").fetchall()]
@@ -198,12 +213,8 @@ def _scan(
         spec = ", ".join(f"{name}: 'VARCHAR'" for name in read)
         scan = f"read_json({_literal(str(path))}, format = 'array', columns = {{{spec}}})"
         kinds = dict.fromkeys(read, "VARCHAR")
-        return _numbered(scan, kinds), kinds
-
-
-def _numbered(scan: str, kinds: dict[str, str]) -> str:
-    """The columns of ``scan`` with ``seq``, the row's number in the file (from 1)."""
-    return f"(SELECT {', '.join(kinds)}, row_number() OVER () AS seq FROM {scan})"
+        # A gzip stream is read by one thread anyway, so numbering its rows costs little.
+        return f"(SELECT *, row_number() OVER () AS seq FROM {scan})", kinds
 
 
 def _text(column: str, kind: str) -> str:
@@ -288,7 +299,7 @@ def load_links(db: duckdb.DuckDBPyConnection, path: Path, stats: ReadStats) -> N
         scan, kinds = _scan(db, file, LINK_SOURCE_COLUMNS)
         official, official_invalid = _official(kinds["is_official"])
         text = {name: _text(name, kinds[name]) for name in LINK_SOURCE_COLUMNS}
-        with _errors_named(file, sniff_format(file)):
+        with _reading(db, file):
             offset = _rows_in(db, "links")
             db.execute(
                 f"""INSERT INTO links
@@ -365,7 +376,7 @@ def load_papers(db: duckdb.DuckDBPyConnection, paths: Sequence[Path], stats: Rea
     stats.path = ", ".join(str(path) for path in paths)
     for file in (file for path in paths for file in archive_files(path)):
         scan, kinds = _scan(db, file, PAPER_SOURCE_COLUMNS, PAPER_OPTIONAL_COLUMNS)
-        with _errors_named(file, sniff_format(file)):
+        with _reading(db, file):
             offset = _rows_in(db, "papers")
             db.execute(f"INSERT INTO papers {_papers_select(scan, kinds, offset)}")
     dates = _normalise_the_rest(db, "papers", "date_raw", _parse_or_invalid)
