@@ -571,11 +571,18 @@ def test_a_link_whose_paper_was_renamed_finds_it_by_arxiv_id(
     tmp_path, config, sqlite_url, fmt
 ) -> None:
     """A link naming a paper URL the papers file lacks takes the date of the paper with its
-    arXiv id (prefix and version ignored); without a match by either it has no paper."""
+    arXiv id (prefix and version ignored); without a match by either it has no paper. A paper
+    found both ways counts once."""
     link = {**LINKS[0], "framework": "jax", "paper_arxiv_id": "arXiv:2001.00001v2"}
     links = [
         {**link, "paper_url": "https://paperswithcode.com/paper/old-slug"},
         {**link, "paper_url": "https://paperswithcode.com/paper/lost", "paper_arxiv_id": None},
+        {
+            **link,
+            "paper_url": "https://paperswithcode.com/paper/new-slug",
+            "repo_url": "https://github.com/someone/port",
+            "framework": "pytorch",
+        },
     ]
     papers = [
         {**PAPERS[0], "paper_url": "https://paperswithcode.com/paper/new-slug",
@@ -595,10 +602,14 @@ def test_a_link_whose_paper_was_renamed_finds_it_by_arxiv_id(
     args = ("backfill", "pwc", "--links", str(links_file), "--papers", str(papers_file))
     result = run_cli(config, *args)
     assert result.exit_code == 0, result.output
-    assert "imported 2 links (1 of their papers found; 1 link matched by arXiv id)" in result.stderr
-    assert "1 of 2 links have no paper" in result.stderr
+    assert "imported 3 links (1 of their papers found; 1 link matched by arXiv id)" in result.stderr
+    assert "1 of 3 links have no paper" in result.stderr
     stored = query(sqlite_url, "SELECT published, framework, links FROM pwc_link_counts")
-    assert sorted(stored, key=str) == [("2020-02-03", "jax", 1), (None, "jax", 1)]
+    assert sorted(stored, key=str) == [
+        ("2020-02-03", "jax", 1),
+        ("2020-02-03", "pytorch", 1),
+        (None, "jax", 1),
+    ]
 
 
 def test_api_block_page_ends_partial_and_every_response_is_stored(

@@ -99,7 +99,8 @@ CREATE TEMP TABLE by_url AS
     FROM papers WHERE paper_url IN (SELECT paper_url FROM usable)
     GROUP BY paper_url;
 CREATE TEMP TABLE by_arxiv AS
-    SELECT arxiv_id, arg_max_null(published, seq) AS published
+    SELECT arxiv_id, arg_max_null(paper_url, seq) AS paper_url,
+           arg_max_null(published, seq) AS published
     FROM papers
     WHERE arxiv_id IN (SELECT arxiv_id FROM usable ANTI JOIN by_url USING (paper_url))
     GROUP BY arxiv_id
@@ -118,7 +119,7 @@ FROM (SELECT coalesce(b.published, a.published) AS published, u.framework, u.is_
 _SUMMARY_SQL = """
 SELECT (SELECT count(*) FROM links
         WHERE paper_url IS NULL OR repo_url IS NULL OR framework IS NULL),
-       (SELECT count(*) FROM by_url) + (SELECT count(*) FROM by_arxiv),
+       (SELECT count(*) FROM (SELECT paper_url FROM by_url UNION SELECT paper_url FROM by_arxiv)),
        (SELECT strftime(max(published), '%Y-%m-%d') FROM papers)
 """
 

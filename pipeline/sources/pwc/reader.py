@@ -8,12 +8,13 @@ streamed top-level array) into a table of normalised values in an in-memory data
 
 ``seq`` numbers the rows in file order (shards in name order): Parquet's own row numbers, and
 for JSON ``row_number() OVER ()`` on the scan, which DuckDB documents as the file's order. It
-tells which row came last. Values
-in the simple forms that make up nearly all of the archive (a plain ``http(s)://host/path``
-URL, a ``YYYY-MM-DD`` date, an epoch number) are normalised in SQL; anything else is passed
-to the scalar function of :mod:`.archive` afterwards (each distinct value once), so the
-results are exactly what the scalar functions give. DuckDB's errors become one-line
-:class:`ArchiveError`\\ s naming the file.
+tells which row came last.
+
+Values in the simple forms that make up nearly all of the archive (a plain
+``http(s)://host/path`` URL, a ``YYYY-MM-DD`` date, an epoch number, a plain arXiv id) are
+normalised in SQL; every other distinct value is passed to the scalar function of
+:mod:`.archive` afterwards, so the results are exactly what the scalar functions give.
+DuckDB's errors become one-line :class:`ArchiveError`\\ s naming the file.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ import gzip
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
 import duckdb
 
@@ -94,7 +94,7 @@ def connect() -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the normalisation macros and the two tables.
 
     ``repo_raw`` and ``date_raw`` hold the values SQL does not normalise (NULL elsewhere);
-    :func:`_normalise_the_rest` fills them in with the scalar functions.
+    :func:`_normalise_the_rest` fills in their columns with the scalar functions.
     """
     # Rows carry their file position (seq), so nothing relies on DuckDB keeping row order
     # except the numbering of JSON rows (see _reading); without it inserts run in parallel.
@@ -117,11 +117,27 @@ def _rows_in(db: duckdb.DuckDBPyConnection, table: str) -> int:
 
 
 def _normalise_the_rest(
-    db: duckdb.DuckDBPyConnection, table: str, raw: str, convert: Callable[[str], Any]
-) -> list[tuple[str, Any]]:
-    """(raw, ``convert(raw)``) for the distinct values of ``table.raw`` SQL left alone."""
-    values = db.execute(f"SELECT DISTINCT {raw} FROM {table} WHERE {raw} IS NOT NULL").fetchall()
-    return [(value, convert(value)) for (value,) in values]
+    db: duckdb.DuckDBPyConnection,
+    table: str,
+    raw: str,
+    convert: Callable[[str], tuple],
+    columns: Sequence[str],
+) -> None:
+    """Set ``columns`` of the rows whose ``raw`` value SQL left alone to ``convert(raw)``,
+    computed once per distinct value and sent back as lists (no per-row round trips)."""
+    values = [value for (value,) in db.execute(
+        f"SELECT DISTINCT {raw} FROM {table} WHERE {raw} IS NOT NULL"
+    ).fetchall()]  # fmt: skip
+    if not values:
+        return
+    converted = list(zip(*(convert(value) for value in values), strict=True))
+    assignments = ", ".join(f"{column} = m.{column}" for column in columns)
+    lists = ", ".join(f"unnest(${column}) AS {column}" for column in columns)
+    db.execute(
+        f"UPDATE {table} SET {assignments} FROM (SELECT unnest($raw) AS raw, {lists}) m "
+        f"WHERE {table}.{raw} = m.raw",
+        {"raw": values, **{c: list(v) for c, v in zip(columns, converted, strict=True)}},
+    )
 
 
 # --- scanning one file ------------------------------------------------------------------------
@@ -292,7 +308,7 @@ def load_links(db: duckdb.DuckDBPyConnection, path: Path, stats: ReadStats) -> N
     """Append the normalised rows of the links file (or directory of files) ``path``.
 
     The repository URL follows :func:`normalize_repo_url` step by step for plain URLs (each
-    step a column, so every regex runs once per row); the UDF takes the others.
+    step a column, so every regex runs once per row); the function itself takes the others.
     """
     stats.path = str(path)
     for file in archive_files(path):
@@ -346,14 +362,9 @@ def load_links(db: duckdb.DuckDBPyConnection, path: Path, stats: ReadStats) -> N
                        official_invalid, CASE WHEN NOT plain THEN repo_text END
                 FROM kept"""
             )
-    urls = _normalise_the_rest(db, "links", "repo_raw", normalize_repo_url)
-    if urls:
-        raws, normalised = zip(*urls, strict=True)
-        db.execute(
-            "UPDATE links SET repo_url = m.url FROM (SELECT unnest($raws) AS raw, "
-            "unnest($urls) AS url) m WHERE links.repo_raw = m.raw",
-            {"raws": list(raws), "urls": list(normalised)},
-        )
+    _normalise_the_rest(
+        db, "links", "repo_raw", lambda url: (normalize_repo_url(url),), ["repo_url"]
+    )
     _link_stats(db, stats)
 
 
@@ -379,19 +390,7 @@ def load_papers(db: duckdb.DuckDBPyConnection, paths: Sequence[Path], stats: Rea
         with _reading(db, file):
             offset = _rows_in(db, "papers")
             db.execute(f"INSERT INTO papers {_papers_select(scan, kinds, offset)}")
-    dates = _normalise_the_rest(db, "papers", "date_raw", _parse_or_invalid)
-    if dates:
-        raws, parsed = zip(*dates, strict=True)
-        db.execute(
-            "UPDATE papers SET published = m.day, date_invalid = m.invalid "
-            "FROM (SELECT unnest($raws) AS raw, unnest($days) AS day, unnest($invalid) AS invalid)"
-            " m WHERE papers.date_raw = m.raw",
-            {
-                "raws": list(raws),
-                "days": [day for day, _ in parsed],
-                "invalid": [invalid for _, invalid in parsed],
-            },
-        )
+    _normalise_the_rest(db, "papers", "date_raw", _parse_or_invalid, ["published", "date_invalid"])
     counts = db.execute(
         "SELECT count(*), count(*) - count(paper_url), count(*) FILTER (date_invalid), "
         "count(*) FILTER (published IS NULL AND NOT date_invalid) FROM papers"
@@ -413,17 +412,17 @@ def _parse_or_invalid(value: str) -> tuple[dt.date | None, bool]:
 def read_links(path: Path | str, stats: ReadStats | None = None) -> list[dict]:
     """The normalised link rows of a file in file order: paper_url, arxiv_id, repo_url,
     is_official, framework."""
-    db = connect()
-    load_links(db, Path(path), stats if stats is not None else ReadStats())
-    return _rows(db, "SELECT paper_url, arxiv_id, repo_url, is_official, framework FROM links")
+    with contextlib.closing(connect()) as db:
+        load_links(db, Path(path), stats if stats is not None else ReadStats())
+        return _rows(db, "SELECT paper_url, arxiv_id, repo_url, is_official, framework FROM links")
 
 
 def read_papers(path: Path | str, stats: ReadStats | None = None) -> list[dict]:
     """The papers of a file (or directory of shards) in file order: paper_url, arxiv_id, date
     (a ``datetime.date`` or None)."""
-    db = connect()
-    load_papers(db, [Path(path)], stats if stats is not None else ReadStats())
-    return _rows(db, "SELECT paper_url, arxiv_id, published AS date FROM papers")
+    with contextlib.closing(connect()) as db:
+        load_papers(db, [Path(path)], stats if stats is not None else ReadStats())
+        return _rows(db, "SELECT paper_url, arxiv_id, published AS date FROM papers")
 
 
 def _rows(db: duckdb.DuckDBPyConnection, query: str) -> list[dict]:
