@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gzip
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.http import SourceUnavailable
-from pipeline.sources.pwc import archive
+from pipeline.sources.pwc import archive, reader
 from pipeline.sources.pwc.archive import (
     ArchiveError,
     ReadStats,
@@ -724,6 +727,7 @@ TRICKY_URLS = [
     "https://github.com/ä/b", "\thttps://github.com/a/b\n", "https://sourceforge.net/projects/x/",
     "https://github.com/a b/c", "https://[::1]/a/b", "https://github.com/a/b/tree/master/x/blob/y",
     "https://gitee.com/a/b.git/", "https:///a/b", "https://github.com/a/b/issues/3?x=1#top",
+    "https://[::1/x", "http://[bad]/a/b",
 ]  # fmt: skip
 
 
@@ -835,5 +839,140 @@ def test_sql_string_dates_match_parse_date(tmp_path: Path) -> None:
             expected.append(None)
             rejected += 1
     assert got == expected
-    assert stats.invalid_dates == rejected == 5
+    assert stats.invalid_dates == rejected == 4
     assert stats.null_dates == sum(day is None for day in expected) - rejected
+
+
+# --- reading: what the audit of the DuckDB reader found ----------------------------------------
+
+
+def test_a_signal_during_a_duckdb_query_is_a_keyboard_interrupt() -> None:
+    """DuckDB answers Ctrl-C with RuntimeError("Query interrupted"); the run must see an
+    interrupt (recorded as such), not a failed source."""
+    with contextlib.closing(reader.connect()) as db:
+        timer = threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT))
+        timer.start()
+        try:
+            with pytest.raises(KeyboardInterrupt), reader.interruptible():
+                db.execute("SELECT count(*) FROM range(10000000000000) t(i) WHERE i % 7 = 3")
+        finally:
+            timer.cancel()
+
+
+def test_typed_dates_outside_python_dates_are_invalid(tmp_path: Path) -> None:
+    days = pa.array([18262, 2_932_897, 2**31 - 1, -(2**31) + 1, None], pa.int32())
+    for name, column in (
+        ("date32", days.cast(pa.date32())),
+        ("timestamp", pa.array([1577836800, 253402300800, 2**62 // 10**6, None, None],
+                               pa.int64()).cast(pa.timestamp("s"))),
+    ):  # fmt: skip
+        path = tmp_path / f"{name}.parquet"
+        pq.write_table(pa.table({"paper_url": [f"u{i}" for i in range(5)], "date": column}), path)
+        stats = ReadStats()
+        got = [paper["date"] for paper in read_papers(path, stats)]
+        assert got == [dt.date(2020, 1, 1), None, None, None, None], name
+        assert stats.invalid_dates == 3 - (name == "timestamp"), name
+
+
+@pytest.mark.parametrize(
+    ("name", "decoy"),
+    [("g[1].parquet", "g1.parquet"), ("a*.parquet", "ab.parquet"), ("q?.parquet", "qx.parquet")],
+)
+def test_file_names_are_not_glob_patterns(tmp_path: Path, name: str, decoy: str) -> None:
+    links = data.load_fixture_links()
+    wanted = data.write_archive_file(
+        tmp_path / name, [data.records_batch(links[:5], data.LINK_SCHEMA)], data.LINK_SCHEMA
+    )
+    data.write_archive_file(
+        tmp_path / decoy, [data.records_batch(links[5:7], data.LINK_SCHEMA)], data.LINK_SCHEMA
+    )
+    got = [link["paper_url"] for link in read_links(wanted)]
+    assert got == [link["paper_url"] for link in links[:5]]
+
+
+def test_columns_named_seq_or_file_row_number_are_ignored(tmp_path: Path) -> None:
+    links = data.load_fixture_links()[:6]
+    table = pa.Table.from_batches([data.records_batch(links, data.LINK_SCHEMA)])
+    table = table.append_column("seq", pa.array([str(9 - i) for i in range(6)]))
+    table = table.append_column("file_row_number", pa.array([5, 4, 3, 2, 1, 0], pa.int64()))
+    path = tmp_path / "links.parquet"
+    pq.write_table(table, path, row_group_size=2)
+    got = [(link["paper_url"], link["framework"]) for link in read_links(path)]
+    assert got == [(link["paper_url"], link["framework"]) for link in links]
+
+
+def test_nested_values_in_a_needed_column_are_refused(tmp_path: Path) -> None:
+    table = pa.table(
+        {
+            "paper_url": ["p"],
+            "paper_arxiv_id": ["1.2"],
+            "repo_url": ["https://github.com/a/b"],
+            "is_official": [True],
+            "framework": pa.array([{"code": "pytorch"}]),
+        }
+    )
+    path = tmp_path / "nested.parquet"
+    pq.write_table(table, path)
+    with pytest.raises(ArchiveError, match="column framework holds STRUCT"):
+        read_links(path)
+
+
+def test_zoned_timestamps_give_the_utc_day_whatever_the_host_zone(tmp_path: Path) -> None:
+    instants = [dt.datetime(2020, 1, 1, tzinfo=dt.UTC), dt.datetime(2020, 6, 30, 23, tzinfo=dt.UTC)]
+    path = tmp_path / "zoned.parquet"
+    column = pa.array(instants, pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"paper_url": ["a", "b"], "date": column}), path)
+    code = (
+        "import sys\n"
+        "from pipeline.sources.pwc.reader import read_papers\n"
+        "print([p['date'].isoformat() for p in read_papers(sys.argv[1])])\n"
+    )
+    for zone in ("UTC", "America/New_York", "Asia/Tokyo"):
+        env = {**os.environ, "TZ": zone}
+        result = subprocess.run(
+            [sys.executable, "-c", code, str(path)], capture_output=True, text=True, env=env
+        )
+        assert result.stdout.strip() == "['2020-01-01', '2020-06-30']", (zone, result.stderr)
+
+
+def test_json_fields_are_found_beyond_the_first_record(tmp_path: Path) -> None:
+    link = {**data.load_fixture_links()[0], "framework": "jax"}
+    first = {k: v for k, v in link.items() if k != "paper_arxiv_id"}
+    links_path = tmp_path / "links.json.gz"
+    with gzip.open(links_path, "wt") as file:
+        json.dump([first, {**link, "paper_url": "https://paperswithcode.com/paper/b"}], file)
+    assert [row["arxiv_id"] for row in read_links(links_path)] == [None, link["paper_arxiv_id"]]
+    papers_path = tmp_path / "papers.json.gz"
+    with gzip.open(papers_path, "wt") as file:
+        papers = [
+            {"paper_url": "a", "date": "2020-01-02"},
+            {"paper_url": "b", "date": "2021-03-04", "arxiv_id": "2103.00001v2"},
+        ]
+        json.dump(papers, file)
+    assert [row["arxiv_id"] for row in read_papers(papers_path)] == [None, "2103.00001"]
+
+
+def test_json_numbers_in_exponent_form_are_epoch_dates(tmp_path: Path) -> None:
+    path = tmp_path / "papers.json.gz"
+    values = [1.527465600e18, 1527465600000, 1.5274656e9, 5e-324, None]
+    with gzip.open(path, "wt") as file:
+        json.dump([{"paper_url": f"u{i}", "date": v} for i, v in enumerate(values)], file)
+    got = [paper["date"] for paper in read_papers(path)]
+    assert got == [MAY_28, MAY_28, MAY_28, dt.date(1970, 1, 1), None]
+    assert got == [parse_date(v) for v in values]
+
+
+def test_a_fifo_is_refused_not_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "links.parquet"
+    os.mkfifo(fifo)
+    with pytest.raises(ArchiveError, match="not a regular file"):
+        read_links(fifo)
+
+
+def test_a_json_record_over_16_mib_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "links.json.gz"
+    link = {**data.load_fixture_links()[0], "repo_url": "https://github.com/a/" + "b" * (40 << 20)}
+    with gzip.open(path, "wt", compresslevel=1) as file:
+        json.dump([link], file)
+    with pytest.raises(ArchiveError, match="a JSON record is over 16 MiB"):
+        read_links(path)

@@ -612,6 +612,27 @@ def test_a_link_whose_paper_was_renamed_finds_it_by_arxiv_id(
     ]
 
 
+def test_a_changed_shard_of_a_links_directory_is_imported_again(
+    archive, tmp_path, config, sqlite_url
+) -> None:
+    """The fingerprint that skips an unchanged archive covers a directory's shards."""
+    shards = tmp_path / "links"
+    shards.mkdir()
+    shard = shards / "train-00000-of-00001.parquet"
+    shard.write_bytes(archive["links.parquet"].read_bytes())
+    args = ("backfill", "pwc", "--links", str(shards), "--papers", str(archive["papers.parquet"]))
+    assert run_cli(config, *args).exit_code == 0
+    before = stored_links(sqlite_url)
+    few = pwc_data.load_fixture_links()[:3]
+    pwc_data.write_archive_file(
+        shard, [pwc_data.records_batch(few, pwc_data.LINK_SCHEMA)], pwc_data.LINK_SCHEMA
+    )
+    result = run_cli(config, *args)
+    assert result.exit_code == 0, result.output
+    assert "unchanged" not in result.stderr
+    assert stored_links(sqlite_url) == 3 < before
+
+
 def test_api_block_page_ends_partial_and_every_response_is_stored(
     tmp_path, sqlite_url, monkeypatch
 ) -> None:

@@ -52,7 +52,7 @@ def one_line(error: BaseException) -> str:
 # ---------------------------------------------------------------------------------------------
 # Normalisation (pure functions)
 
-_VERSION_SUFFIX = re.compile(r"v\d+$", re.IGNORECASE)
+_VERSION_SUFFIX = re.compile(r"v[0-9]+$", re.IGNORECASE)
 BLANKS = frozenset({"", "none", "null", "nan", "n/a"})
 TRUE_WORDS = frozenset({"true", "t", "1", "yes", "y"})
 FALSE_WORDS = frozenset({"false", "f", "0", "no", "n"})
@@ -85,8 +85,11 @@ def normalize_repo_url(value: object) -> str | None:
         url = f"https://{ssh.group(1)}/{ssh.group(2)}"
     elif "://" not in url:
         url = "https://" + url
-    parts = urlsplit(url)
-    host = parts.hostname or ""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unclosed IPv6 bracket: no usable repository
+        return None
     host = host.lower().removeprefix("www.")
     path = unquote(parts.path).lower()
     path = _INSIDE_REPO.sub("", path).rstrip("/")
@@ -190,7 +193,7 @@ def parse_date(value: object) -> dt.date | None:
         text = value.strip()
         if text.lower() in BLANKS:
             return None
-        if re.fullmatch(r"-?\d+(\.\d+)?", text):
+        if re.fullmatch(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?", text):  # as JSON writes them
             return parse_date(float(text))
         try:
             if len(text) == 10:
@@ -283,6 +286,8 @@ def archive_files(path: Path) -> list[Path]:
         return files
     if not path.exists():
         raise ArchiveError(f"{path}: archive file not found")
+    if not path.is_file():  # a FIFO or device would block or never end
+        raise ArchiveError(f"{path}: not a regular file or directory")
     return [path]
 
 

@@ -12,6 +12,7 @@ The files' fingerprints (size and modification time of the local copy) are kept 
 from __future__ import annotations
 
 import calendar
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -29,7 +30,13 @@ from pipeline.http import HttpClient, HttpPolicy, HttpResponse
 from pipeline.rawstore import store_response
 from pipeline.runlog import RunRecord
 from pipeline.sources.pwc import reader
-from pipeline.sources.pwc.archive import ArchiveError, FetchResult, ReadStats, fetch_archive
+from pipeline.sources.pwc.archive import (
+    ArchiveError,
+    FetchResult,
+    ReadStats,
+    archive_files,
+    fetch_archive,
+)
 from pipeline.state import read_state, replace_notes, write_state
 from storage.models import FrameworkShare, PwcLinkCount
 from storage.upsert import insert_rows
@@ -76,7 +83,10 @@ def _fetch(app: App, run: RunRecord, location: str, http: HttpClient) -> FetchRe
 
 
 def _fingerprint(paths: list[Path]) -> str:
-    return json.dumps([[str(p.resolve()), p.stat().st_size, int(p.stat().st_mtime)] for p in paths])
+    """What identifies the archive's files: each data file (a directory's shards each), with
+    its size and modification time in nanoseconds."""
+    files = [file for path in paths for file in archive_files(path)]
+    return json.dumps([[str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns] for f in files])
 
 
 def _stored_state(engine: Engine, key: str) -> str | None:
@@ -142,16 +152,13 @@ def read_archive(links_file: Path, papers_files: Sequence[Path]) -> ArchiveRows:
     """Read and normalise the archive files, match links to papers and count; nothing is
     written."""
     links_stats, papers_stats = ReadStats(), ReadStats()
-    db = reader.connect()
-    try:
+    with contextlib.closing(reader.connect()) as db, reader.interruptible():
         reader.load_links(db, links_file, links_stats)
         reader.load_papers(db, list(papers_files), papers_stats)
         for statement in filter(str.strip, _MATCH_SQL.split(";")):
             db.execute(statement)
         groups = db.execute(_COUNTS_SQL).fetchall()
         incomplete, papers, last_date = db.execute(_SUMMARY_SQL).fetchone()
-    finally:
-        db.close()
     counts: Counter[tuple[str | None, str, bool]] = Counter()
     by_arxiv = orphans = 0
     for published, framework, official, by_url, arxiv, links in groups:

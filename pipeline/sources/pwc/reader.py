@@ -22,8 +22,10 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import gzip
+import re
 import zlib
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import duckdb
@@ -56,7 +58,7 @@ _SPACE = (
 # has no %-escapes: what urlsplit + unquote do to it is plain string slicing. ("%" is 0x25.)
 _PLAIN_URL = r"^[Hh][Tt][Tt][Pp][Ss]?://[A-Za-z0-9.-]+(?:[/?#][!-$&-~]*)?$"
 _ISO_DAY = r"^[1-9][0-9]{3}-[0-9]{2}-[0-9]{2}$"  # fromisoformat rejects year 0
-_NUMBER = r"^-?[0-9]+(?:\.[0-9]+)?$"
+_NUMBER = r"^-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?$"  # as JSON writes numbers
 
 
 def _words(words: frozenset[str]) -> str:
@@ -71,6 +73,12 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _file_literal(path: Path) -> str:
+    """``path`` as a DuckDB file name: quoted, and its glob characters (``*?[``) made literal,
+    since DuckDB reads every file a pattern matches."""
+    return _literal(re.sub(r"([*?\[])", r"[\1]", str(path)))
+
+
 # Macros: the SQL counterparts of the scalar functions in .archive, for the simple forms.
 _MACROS = f"""
 CREATE MACRO py_strip(s) AS CASE WHEN s[1] BETWEEN '!' AND '~' AND s[-1] BETWEEN '!' AND '~'
@@ -83,6 +91,10 @@ CREATE MACRO epoch_in_range(x) AS isfinite(x) AND epoch_days(x) BETWEEN -719162 
 CREATE MACRO epoch_date(x) AS CASE WHEN epoch_in_range(x)
     THEN DATE '1970-01-01' + CAST(epoch_days(x) AS INTEGER) END;
 CREATE MACRO epoch_invalid(x) AS isfinite(x) AND NOT epoch_in_range(x);
+CREATE MACRO in_python_range(d) AS d BETWEEN DATE '0001-01-01' AND DATE '9999-12-31';
+CREATE MACRO utc_day(seconds) AS CASE WHEN isfinite(seconds)
+    AND floor(seconds / 86400) BETWEEN -719162 AND 2932896
+    THEN DATE '1970-01-01' + CAST(floor(seconds / 86400) AS INTEGER) END;
 CREATE MACRO arxiv_id(s) AS CASE WHEN regexp_full_match(s, '[0-9]+\\.[0-9]+') THEN s
     WHEN NOT list_contains({_list(BLANKS)}, lower(py_strip(s)))
     THEN nullif(regexp_replace(regexp_replace(py_strip(s), '^(?i:arxiv:){_SPACE}*', ''),
@@ -144,33 +156,58 @@ def _normalise_the_rest(
 
 
 @contextlib.contextmanager
+def interruptible() -> Iterator[None]:
+    """Ctrl-C or SIGTERM during a DuckDB query as KeyboardInterrupt: DuckDB stops the query
+    and raises ``RuntimeError("Query interrupted")`` in its place."""
+    try:
+        yield
+    except (RuntimeError, duckdb.InterruptException) as error:
+        if isinstance(error, duckdb.InterruptException) or "interrupted" in str(error).lower():
+            raise KeyboardInterrupt from None
+        raise
+
+
+@contextlib.contextmanager
 def _errors_named(path: Path, fmt: ArchiveFormat) -> Iterator[None]:
     """DuckDB's errors while reading ``path`` as one line naming the file and what is wrong."""
     try:
-        yield
+        with interruptible():
+            yield
     except duckdb.Error as error:
         message = one_line(error)
         if fmt == "parquet":
             raise ArchiveError(f"{path}: damaged Parquet file ({message})") from None
         if "gzip" in message.lower():
             raise ArchiveError(f"{path}: damaged gzip file ({message})") from None
+        if "maximum_object_size" in message:  # raising it makes every read buffer that big
+            raise ArchiveError(f"{path}: a JSON record is over 16 MiB ({message})") from None
         if "Expected OBJECT" in message:
             raise ArchiveError(f"{path}: an array element is not an object ({message})") from None
         raise ArchiveError(f"{path}: damaged JSON ({message})") from None
 
 
+@dataclass(frozen=True)
+class _Scan:
+    """How to read one file: a subquery of the needed columns plus ``seq``, their types."""
+
+    path: Path
+    sql: str
+    kinds: dict[str, str]
+    numbered_in_order: bool  # seq comes from row_number() OVER (): row order must be kept
+
+
 @contextlib.contextmanager
-def _reading(db: duckdb.DuckDBPyConnection, path: Path) -> Iterator[None]:
-    """Errors named (:func:`_errors_named`) while ``path`` is read; for JSON, DuckDB keeps the
-    file's row order meanwhile, which ``row_number() OVER ()`` needs to number the rows."""
-    fmt = sniff_format(path)
-    if fmt == "parquet":  # numbered by the file itself (file_row_number)
-        with _errors_named(path, fmt):
+def _reading(db: duckdb.DuckDBPyConnection, scan: _Scan) -> Iterator[None]:
+    """Errors named (:func:`_errors_named`) while ``scan`` is read; if its rows are numbered
+    by ``row_number() OVER ()``, DuckDB keeps the file's row order meanwhile."""
+    fmt = sniff_format(scan.path)
+    if not scan.numbered_in_order:
+        with _errors_named(scan.path, fmt):
             yield
         return
     db.execute("SET preserve_insertion_order = true")
     try:
-        with _errors_named(path, fmt):
+        with _errors_named(scan.path, fmt):
             yield
     finally:
         db.execute("SET preserve_insertion_order = false")
@@ -194,43 +231,48 @@ def _scan(
     path: Path,
     columns: Sequence[str],
     optional: Sequence[str] = (),
-) -> tuple[str, dict[str, str]]:
-    """A subquery reading ``columns`` (and those of ``optional`` the file has)
-    of ``path``, and their DuckDB types.
+) -> _Scan:
+    """How to read ``columns`` (and those of ``optional`` the file has) of ``path``.
 
     Parquet columns keep their types; JSON values are read as text (numbers and booleans as
     they are written), so every row takes the same way through the normalisation.
     """
     fmt = sniff_format(path)
+    source = _file_literal(path)
     with _errors_named(path, fmt):
         if fmt == "parquet":
-            source = _literal(str(path))
             described = db.execute(f"DESCRIBE SELECT * FROM read_parquet({source})").fetchall()
             found = {name: kind for name, kind, *_ in described}
-            missing = [c for c in columns if c not in found]
-            if missing:
-                raise ArchiveError(
-                    f"{path}: Parquet file lacks column(s) {', '.join(missing)} "
-                    f"(has {', '.join(list(found)[:12])})"
-                )
-            kinds = {name: found[name] for name in (*columns, *optional) if name in found}
-            numbered = f"read_parquet({source}, file_row_number = true)"
-            return f"(SELECT *, file_row_number + 1 AS seq FROM {numbered})", kinds
-        _check_json_array(path)
-        first = f"read_json({_literal(str(path))}, format = 'array', sample_size = 1)"
-        keys = [row[0] for row in db.execute(f"DESCRIBE SELECT * FROM {first}").fetchall()]
-        missing = [c for c in columns if c not in keys]
-        if missing:
-            raise ArchiveError(
-                f"{path}: JSON records lack field(s) {', '.join(missing)} "
-                f"(have {', '.join(keys[:12])})"
-            )
-        read = [*columns, *(name for name in optional if name in keys)]
-        spec = ", ".join(f"{name}: 'VARCHAR'" for name in read)
-        scan = f"read_json({_literal(str(path))}, format = 'array', columns = {{{spec}}})"
-        kinds = dict.fromkeys(read, "VARCHAR")
-        # A gzip stream is read by one thread anyway, so numbering its rows costs little.
-        return f"(SELECT *, row_number() OVER () AS seq FROM {scan})", kinds
+            what = "Parquet file lacks column(s)"
+            numbered_by_file = "file_row_number" not in found  # else it names a real column
+            option = ", file_row_number = true" if numbered_by_file else ""
+            read_sql = f"read_parquet({source}{option})"
+        else:
+            _check_json_array(path)
+            sample = f"read_json({source}, format = 'array')"
+            described = db.execute(f"DESCRIBE SELECT * FROM {sample}").fetchall()
+            found = dict.fromkeys((name for name, *_ in described), "VARCHAR")
+            what = "JSON records lack field(s)"
+            # Optional fields are read even if the first records lack them (NULL there).
+            found.update(dict.fromkeys(optional, "VARCHAR"))
+            spec = ", ".join(f"{name}: 'VARCHAR'" for name in (*columns, *optional))
+            read_sql = f"read_json({source}, format = 'array', columns = {{{spec}}})"
+            numbered_by_file = False
+    missing = [c for c in columns if c not in found]
+    if missing:
+        raise ArchiveError(
+            f"{path}: {what} {', '.join(missing)} (has {', '.join(list(found)[:12])})"
+        )
+    kinds = {name: found[name] for name in (*columns, *optional) if name in found}
+    for name, kind in kinds.items():
+        if kind.endswith("]") or kind.startswith(("STRUCT", "MAP", "UNION")):
+            raise ArchiveError(f"{path}: column {name} holds {kind} values, not single values")
+    names = ", ".join(kinds)
+    if numbered_by_file:
+        sql = f"(SELECT {names}, file_row_number + 1 AS seq FROM {read_sql})"
+    else:  # a gzip stream is read by one thread anyway, so numbering costs little
+        sql = f"(SELECT {names}, row_number() OVER () AS seq FROM {read_sql})"
+    return _Scan(path, sql, kinds, numbered_in_order=not numbered_by_file)
 
 
 def _text(column: str, kind: str) -> str:
@@ -252,9 +294,12 @@ def _typed_date(kind: str) -> tuple[str, str] | None:
     """(DATE, is-invalid) SQL for a date column of a non-text type (parse_date), or None
     for text."""
     if kind == "DATE":
-        return "date", "false"
+        return "CASE WHEN in_python_range(date) THEN date END", (
+            "coalesce(NOT in_python_range(date), false)"
+        )
     if kind.startswith("TIMESTAMP"):
-        return "CAST(date AS DATE)", "false"
+        # The UTC day, whatever the host's time zone (a cast would use it for zoned values).
+        return "utc_day(epoch(date))", "date IS NOT NULL AND utc_day(epoch(date)) IS NULL"
     if kind == "BOOLEAN":
         return "NULL::DATE", "date IS NOT NULL"
     if kind in _NUMERIC:
@@ -312,10 +357,10 @@ def load_links(db: duckdb.DuckDBPyConnection, path: Path, stats: ReadStats) -> N
     """
     stats.path = str(path)
     for file in archive_files(path):
-        scan, kinds = _scan(db, file, LINK_SOURCE_COLUMNS)
-        official, official_invalid = _official(kinds["is_official"])
-        text = {name: _text(name, kinds[name]) for name in LINK_SOURCE_COLUMNS}
-        with _reading(db, file):
+        scan = _scan(db, file, LINK_SOURCE_COLUMNS)
+        official, official_invalid = _official(scan.kinds["is_official"])
+        text = {name: _text(name, scan.kinds[name]) for name in LINK_SOURCE_COLUMNS}
+        with _reading(db, scan):
             offset = _rows_in(db, "links")
             db.execute(
                 f"""INSERT INTO links
@@ -325,7 +370,7 @@ def load_links(db: duckdb.DuckDBPyConnection, path: Path, stats: ReadStats) -> N
                            {text["repo_url"]} AS repo_text, py_strip({text["repo_url"]}) AS repo,
                            {official} AS is_official, {official_invalid} AS official_invalid,
                            {text["framework"]} AS framework
-                    FROM {scan}),
+                    FROM {scan.sql}),
                 split AS (
                     SELECT *, regexp_full_match(repo, '{_PLAIN_URL}') AS plain,
                            substr(lower(repo), strpos(repo, '://') + 3) AS rest
@@ -386,10 +431,10 @@ def load_papers(db: duckdb.DuckDBPyConnection, paths: Sequence[Path], stats: Rea
     """Append the paper URLs, arXiv ids and dates of the papers file(s) ``paths``."""
     stats.path = ", ".join(str(path) for path in paths)
     for file in (file for path in paths for file in archive_files(path)):
-        scan, kinds = _scan(db, file, PAPER_SOURCE_COLUMNS, PAPER_OPTIONAL_COLUMNS)
-        with _reading(db, file):
+        scan = _scan(db, file, PAPER_SOURCE_COLUMNS, PAPER_OPTIONAL_COLUMNS)
+        with _reading(db, scan):
             offset = _rows_in(db, "papers")
-            db.execute(f"INSERT INTO papers {_papers_select(scan, kinds, offset)}")
+            db.execute(f"INSERT INTO papers {_papers_select(scan.sql, scan.kinds, offset)}")
     _normalise_the_rest(db, "papers", "date_raw", _parse_or_invalid, ["published", "date_invalid"])
     counts = db.execute(
         "SELECT count(*), count(*) - count(paper_url), count(*) FILTER (date_invalid), "
