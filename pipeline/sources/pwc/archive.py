@@ -14,7 +14,7 @@ import logging
 import math
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from hashlib import sha256
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Literal
@@ -143,10 +143,6 @@ def normalize_framework(value: object) -> str | None:
     return None if text in BLANKS - {"none"} else text
 
 
-def is_known_framework(code: str | None) -> bool:
-    return code in KNOWN_FRAMEWORKS
-
-
 def _epoch_seconds(number: float) -> float:
     """Epoch seconds from seconds, milliseconds, microseconds or nanoseconds, by magnitude.
 
@@ -221,11 +217,6 @@ class ReadStats:
     invalid_is_official: int = 0
     null_dates: int = 0
     invalid_dates: int = 0
-
-    def add(self, other: ReadStats) -> None:
-        """Add the counts of ``other`` (one batch's) to these."""
-        for name in (f.name for f in fields(self) if f.name != "path"):
-            setattr(self, name, getattr(self, name) + getattr(other, name))
 
     def problems(self) -> list[str]:
         found = []
