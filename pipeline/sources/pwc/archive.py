@@ -4,6 +4,7 @@ The archive (links 300,161 rows, papers 576,261 rows, July 2025) is published as
 the original ``.json.gz`` arrays. Fetching (with a cache, conditional requests and resumed
 downloads) and the scalar normalisation rules are here; :mod:`.reader` reads the files with
 DuckDB, applying these rules in SQL and calling these functions for the values SQL leaves.
+The functions are the definition: tests check the SQL against each of them value by value.
 """
 
 from __future__ import annotations
