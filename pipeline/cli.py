@@ -401,11 +401,16 @@ def backfill_gtrends(
 
 
 @backfill.command("pwc")
-@click.option("--links", help="Links file: an http(s) URL or a path, .parquet or .json.gz.")
+@click.option(
+    "--links",
+    help="Links file: an http(s) URL or a path (a file or a directory of shards), "
+    ".parquet or .json.gz.",
+)
 @click.option(
     "--papers",
     multiple=True,
-    help="Papers file(s): URL or path, .parquet or .json.gz; repeat for sharded files.",
+    help="Papers file(s): URL or path (a file or a directory of shards), .parquet or "
+    ".json.gz; repeat for several.",
 )
 @click.option("--force", is_flag=True, help="Import even if the files are unchanged.")
 @click.pass_context
