@@ -243,6 +243,7 @@ def _scan(
         if fmt == "parquet":
             described = db.execute(f"DESCRIBE SELECT * FROM read_parquet({source})").fetchall()
             found = {name: kind for name, kind, *_ in described}
+            present = list(found)
             what = "Parquet file lacks column(s)"
             numbered_by_file = "file_row_number" not in found  # else it names a real column
             option = ", file_row_number = true" if numbered_by_file else ""
@@ -252,6 +253,7 @@ def _scan(
             sample = f"read_json({source}, format = 'array')"
             described = db.execute(f"DESCRIBE SELECT * FROM {sample}").fetchall()
             found = dict.fromkeys((name for name, *_ in described), "VARCHAR")
+            present = list(found)
             what = "JSON records lack field(s)"
             # Optional fields are read even if the first records lack them (NULL there).
             found.update(dict.fromkeys(optional, "VARCHAR"))
@@ -260,9 +262,7 @@ def _scan(
             numbered_by_file = False
     missing = [c for c in columns if c not in found]
     if missing:
-        raise ArchiveError(
-            f"{path}: {what} {', '.join(missing)} (has {', '.join(list(found)[:12])})"
-        )
+        raise ArchiveError(f"{path}: {what} {', '.join(missing)} (has {', '.join(present[:12])})")
     kinds = {name: found[name] for name in (*columns, *optional) if name in found}
     for name, kind in kinds.items():
         if kind.endswith("]") or kind.startswith(("STRUCT", "MAP", "UNION")):
