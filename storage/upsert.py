@@ -7,7 +7,7 @@ The statement is compiled once and run through the driver's ``executemany`` with
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
@@ -47,24 +47,19 @@ def upsert(
     transaction.
     """
     table = _table(target)
-    iterator = iter(rows)
-    first = next(iterator, None)
-    if first is None:
-        return 0
-    names = _names(first, columns)
-    updatable = [name for name in names if name not in key]
-    # inline(): no implicit RETURNING of the primary key, which executemany does not need.
-    statement = _insert_for(connection)(table).inline().values({n: bindparam(n) for n in names})
-    if updatable:
+
+    def on_conflict(statement: Any, names: list[str]) -> Any:
+        updatable = [name for name in names if name not in key]
+        if not updatable:
+            return statement.on_conflict_do_nothing(index_elements=list(key))
         excluded = statement.excluded
-        statement = statement.on_conflict_do_update(
+        return statement.on_conflict_do_update(
             index_elements=list(key),
             set_={name: excluded[name] for name in updatable},
             where=or_(*(table.c[name].is_distinct_from(excluded[name]) for name in updatable)),
         )
-    else:
-        statement = statement.on_conflict_do_nothing(index_elements=list(key))
-    return _execute_many(connection, statement, names, first, iterator)
+
+    return _insert_many(connection, table, rows, columns, on_conflict)
 
 
 def insert_rows(
@@ -75,20 +70,30 @@ def insert_rows(
 ) -> int:
     """Insert ``rows`` (mappings, or tuples in the order of ``columns``) into ``target``, in
     batches, inside the caller's transaction. Returns the number of rows inserted."""
-    table = _table(target)
+    return _insert_many(connection, _table(target), rows, columns)
+
+
+def _insert_many(
+    connection: Connection,
+    table: Table,
+    rows: Iterable[Mapping[str, Any]] | Iterable[Sequence[Any]],
+    columns: Sequence[str] | None,
+    finish: Callable[[Any, list[str]], Any] | None = None,
+) -> int:
+    """Insert ``rows`` in batches through one compiled statement, ``finish``-ed (an ON
+    CONFLICT clause) when given. Returns the rows the driver reports inserted or changed."""
     iterator = iter(rows)
     first = next(iterator, None)
     if first is None:
         return 0
-    names = _names(first, columns)
-    statement = _insert_for(connection)(table).inline().values({n: bindparam(n) for n in names})
-    return _execute_many(connection, statement, names, first, iterator)
-
-
-def _names(first: Any, columns: Sequence[str] | None) -> list[str]:
     if not isinstance(first, Mapping) and columns is None:
         raise ValueError("rows given as tuples need the column names (columns=…)")
-    return list(columns or first.keys())
+    names = list(columns or first.keys())
+    # inline(): no implicit RETURNING of the primary key, which executemany does not need.
+    statement = _insert_for(connection)(table).inline().values({n: bindparam(n) for n in names})
+    if finish is not None:
+        statement = finish(statement, names)
+    return _execute_many(connection, statement, names, first, iterator)
 
 
 def _execute_many(

@@ -120,14 +120,8 @@ def _pwc_links(engine) -> list[tuple]:
         return [tuple(row) for row in connection.execute(text(query))]
 
 
-def test_pwc_links_keep_their_rows_when_keyed_by_urls_and_back(database_url: str) -> None:
-    """0003 replaces the surrogate id and unique index by a (paper_url, repo_url) key."""
-    engine = make_engine(database_url)
-    with engine.begin() as connection:
-        command.upgrade(migrate.alembic_config(connection), "0002")
-        _insert_pwc_links(connection, PWC_LINK_ROWS)
-        command.upgrade(migrate.alembic_config(connection), "0004")  # 0005 drops pwc_links
-    assert _pwc_links(engine) == PWC_LINK_ROWS
+def _assert_pwc_links_keyed_by_urls(engine) -> None:
+    """pwc_links as 0003 made it: keyed by (paper_url, repo_url), WITHOUT ROWID on SQLite."""
     key = inspect(engine).get_pk_constraint("pwc_links")
     assert key["constrained_columns"] == ["paper_url", "repo_url"]
     if engine.dialect.name == "sqlite":
@@ -136,6 +130,17 @@ def test_pwc_links_keep_their_rows_when_keyed_by_urls_and_back(database_url: str
                 "SELECT sql FROM sqlite_master WHERE name = 'pwc_links'"
             ).scalar()
         assert "WITHOUT ROWID" in sql
+
+
+def test_pwc_links_keep_their_rows_when_keyed_by_urls_and_back(database_url: str) -> None:
+    """0003 replaces the surrogate id and unique index by a (paper_url, repo_url) key."""
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        command.upgrade(migrate.alembic_config(connection), "0002")
+        _insert_pwc_links(connection, PWC_LINK_ROWS)
+        command.upgrade(migrate.alembic_config(connection), "0004")  # 0005 drops pwc_links
+    assert _pwc_links(engine) == PWC_LINK_ROWS
+    _assert_pwc_links_keyed_by_urls(engine)
 
     with engine.begin() as connection:
         command.downgrade(migrate.alembic_config(connection), "0002")
@@ -210,15 +215,8 @@ def test_pwc_links_become_daily_counts_and_back(database_url: str) -> None:
     tables = inspect(engine).get_table_names()
     assert "pwc_links" in tables and "pwc_link_counts" not in tables
     assert _pwc_links(engine) == []
-    key = inspect(engine).get_pk_constraint("pwc_links")
-    assert key["name"] == "pk_pwc_links"
-    assert key["constrained_columns"] == ["paper_url", "repo_url"]
-    if engine.dialect.name == "sqlite":
-        with engine.connect() as connection:
-            sql = connection.exec_driver_sql(
-                "SELECT sql FROM sqlite_master WHERE name = 'pwc_links'"
-            ).scalar()
-        assert "WITHOUT ROWID" in sql
+    assert inspect(engine).get_pk_constraint("pwc_links")["name"] == "pk_pwc_links"
+    _assert_pwc_links_keyed_by_urls(engine)
     assert _source_state(engine) == [("pwc-archive", "other", "kept")]
 
     with engine.begin() as connection:

@@ -85,16 +85,14 @@ CREATE MACRO py_strip(s) AS CASE WHEN s[1] BETWEEN '!' AND '~' AND s[-1] BETWEEN
     THEN s ELSE regexp_replace(s, '^{_SPACE}+|{_SPACE}+$', '', 'g') END;
 CREATE MACRO blank_to_null(s, blanks) AS CASE WHEN list_contains(blanks, lower(s)) THEN NULL
     ELSE s END;
-CREATE MACRO epoch_days(x) AS floor(x / CASE WHEN abs(x) < 1e11 THEN 1 WHEN abs(x) < 1e14
-    THEN 1e3 WHEN abs(x) < 1e17 THEN 1e6 ELSE 1e9 END / 86400);
-CREATE MACRO epoch_in_range(x) AS isfinite(x) AND epoch_days(x) BETWEEN -719162 AND 2932896;
-CREATE MACRO epoch_date(x) AS CASE WHEN epoch_in_range(x)
-    THEN DATE '1970-01-01' + CAST(epoch_days(x) AS INTEGER) END;
-CREATE MACRO epoch_invalid(x) AS isfinite(x) AND NOT epoch_in_range(x);
-CREATE MACRO in_python_range(d) AS d BETWEEN DATE '0001-01-01' AND DATE '9999-12-31';
 CREATE MACRO utc_day(seconds) AS CASE WHEN isfinite(seconds)
     AND floor(seconds / 86400) BETWEEN -719162 AND 2932896
     THEN DATE '1970-01-01' + CAST(floor(seconds / 86400) AS INTEGER) END;
+CREATE MACRO epoch_seconds(x) AS x / CASE WHEN abs(x) < 1e11 THEN 1 WHEN abs(x) < 1e14
+    THEN 1e3 WHEN abs(x) < 1e17 THEN 1e6 ELSE 1e9 END;
+CREATE MACRO epoch_date(x) AS utc_day(epoch_seconds(x));
+CREATE MACRO epoch_invalid(x) AS isfinite(x) AND epoch_date(x) IS NULL;
+CREATE MACRO in_python_range(d) AS d BETWEEN DATE '0001-01-01' AND DATE '9999-12-31';
 CREATE MACRO arxiv_id(s) AS CASE WHEN regexp_full_match(s, '[0-9]+\\.[0-9]+') THEN s
     WHEN NOT list_contains({_list(BLANKS)}, lower(py_strip(s)))
     THEN nullif(regexp_replace(regexp_replace(py_strip(s), '^(?i:arxiv:){_SPACE}*', ''),
@@ -200,17 +198,14 @@ class _Scan:
 def _reading(db: duckdb.DuckDBPyConnection, scan: _Scan) -> Iterator[None]:
     """Errors named (:func:`_errors_named`) while ``scan`` is read; if its rows are numbered
     by ``row_number() OVER ()``, DuckDB keeps the file's row order meanwhile."""
-    fmt = sniff_format(scan.path)
-    if not scan.numbered_in_order:
-        with _errors_named(scan.path, fmt):
-            yield
-        return
-    db.execute("SET preserve_insertion_order = true")
+    if scan.numbered_in_order:
+        db.execute("SET preserve_insertion_order = true")
     try:
-        with _errors_named(scan.path, fmt):
+        with _errors_named(scan.path, sniff_format(scan.path)):
             yield
     finally:
-        db.execute("SET preserve_insertion_order = false")
+        if scan.numbered_in_order:
+            db.execute("SET preserve_insertion_order = false")
 
 
 def _check_json_array(path: Path) -> None:
