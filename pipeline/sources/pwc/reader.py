@@ -109,6 +109,10 @@ def connect() -> duckdb.DuckDBPyConnection:
     # Rows carry their file position (seq), so nothing relies on DuckDB keeping row order
     # except the numbering of JSON rows (see _reading); without it inserts run in parallel.
     db = duckdb.connect(":memory:", config={"preserve_insertion_order": False})
+    # No progress bar: on a terminal DuckDB would draw it over the CLI's output. (Its polling
+    # would also notice Ctrl-C mid-query, but only while drawing; without it DuckDB reports
+    # the interrupt when the running query ends, a few seconds at most on the full archive.)
+    db.execute("SET enable_progress_bar = false")
     for statement in filter(str.strip, _MACROS.split(";")):
         db.execute(statement)
     db.execute(
